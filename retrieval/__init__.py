@@ -1,0 +1,1 @@
+"""Sibyl's pipeline: corpus -> chunks -> index -> language -> hybrid retrieval -> grounded answer."""

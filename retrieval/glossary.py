@@ -1,0 +1,52 @@
+"""Query expansion from the bilingual glossary data file (retrieval/glossary.toml)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from retrieval.text import fold
+
+GLOSSARY_PATH = Path(__file__).with_name("glossary.toml")
+
+
+@dataclass(frozen=True)
+class Expansion:
+    matched: tuple[str, ...]
+    italian: tuple[str, ...]
+    english: tuple[str, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return self.italian + self.english
+
+
+@lru_cache(maxsize=4)
+def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str], list[re.Pattern]]]:
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    entries = []
+    for entry in data.get("entry", []):
+        it, en = list(entry.get("it", [])), list(entry.get("en", []))
+        patterns = [re.compile(r"(?<!\w)" + re.escape(fold(t)) + r"(?!\w)") for t in it + en]
+        entries.append((it, en, patterns))
+    return entries
+
+
+def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
+    folded = fold(question)
+    matched: list[str] = []
+    italian: list[str] = []
+    english: list[str] = []
+    for it, en, patterns in load_glossary(path):
+        hits = [p.pattern for p in patterns if p.search(folded)]
+        if not hits:
+            continue
+        terms = it + en
+        matched += [terms[i] for i, p in enumerate(patterns) if p.search(folded)]
+        italian += [t for t in it if t not in italian]
+        english += [t for t in en if t not in english]
+    return Expansion(tuple(matched), tuple(italian), tuple(english))

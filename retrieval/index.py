@@ -1,0 +1,228 @@
+"""The index: a Chroma collection (dense) and a BM25 index (lexical), built as one generation.
+
+Ingest writes a new generation beside the current one and switches a pointer file only when
+everything is written, so a crash mid-ingest leaves the previous index serving. Unchanged
+chunks (same content hash, same embedding model) reuse their stored vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+
+from retrieval.chunks import Chunk
+from retrieval.corpus import load_corpus
+from retrieval.embeddings import embedding_id, get_embeddings
+from retrieval.language import detect_language
+from retrieval.lexical import LexicalIndex
+from sibyl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POINTER = "CURRENT.json"
+BATCH = 32
+
+
+class IndexMissing(RuntimeError):
+    """No index has been built yet in this data directory."""
+
+
+@dataclass
+class IngestResult:
+    generation: str
+    changed: bool
+    chunks: int
+    embedded: int
+    reused: int
+    seconds: float
+    documents: dict[str, dict] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def chroma_client(settings: Settings):
+    path = settings.index_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+
+
+class IndexStore:
+    def __init__(self, settings: Settings, client=None) -> None:
+        self.settings = settings
+        self.root = settings.index_dir
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = chroma_client(self.settings)
+        return self._client
+
+    # --- pointer -------------------------------------------------------------------------
+    def current(self) -> dict | None:
+        path = self.root / POINTER
+        if not path.exists():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def _switch(self, manifest: dict) -> None:
+        tmp = self.root / f".{POINTER}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, self.root / POINTER)
+
+    def generation_dir(self, generation: str) -> Path:
+        return self.root / "generations" / generation
+
+    # --- build ---------------------------------------------------------------------------
+    def ingest(self, corpus_dir: Path | None = None, force: bool = False) -> IngestResult:
+        started = time.perf_counter()
+        corpus_dir = Path(corpus_dir or self.settings.corpus_dir)
+        fallback = self.settings.default_language
+        corpus = load_corpus(corpus_dir, detect_language=lambda text: detect_language(text, fallback))
+        if not corpus.chunks:
+            raise ValueError(f"no readable documents in {corpus_dir}")
+        model_id = embedding_id(self.settings.embedding)
+        digest = corpus_digest(corpus.chunks, model_id)
+        current = self.current()
+        if current and not force and current.get("digest") == digest and self._collection_exists(current):
+            return IngestResult(current["generation"], False, len(corpus.chunks), 0, 0,
+                                time.perf_counter() - started, corpus.documents, corpus.skipped)
+
+        generation = time.strftime("g%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        gen_dir = self.generation_dir(generation)
+        gen_dir.mkdir(parents=True)
+        collection = self.client.create_collection(
+            f"sibyl_{generation}", metadata={"hnsw:space": "cosine", "embedding": model_id}, embedding_function=None
+        )
+        reused_vectors = self._reusable_vectors(current, model_id, corpus.chunks)
+        embeddings = get_embeddings(self.settings.embedding, self.settings.embedding_threads)
+        todo = [c for c in corpus.chunks if c.id not in reused_vectors]
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start : start + BATCH]
+            vectors = embeddings.embed_documents([embedding_text(c) for c in batch])
+            _add(collection, batch, vectors)
+        reused = [c for c in corpus.chunks if c.id in reused_vectors]
+        for start in range(0, len(reused), BATCH):
+            batch = reused[start : start + BATCH]
+            _add(collection, batch, [reused_vectors[c.id] for c in batch])
+
+        lexical = LexicalIndex.build([c.id for c in corpus.chunks], [c.text for c in corpus.chunks],
+                                     [c.language for c in corpus.chunks])
+        lexical.save(gen_dir / "bm25")
+        with (gen_dir / "chunks.jsonl").open("w", encoding="utf-8") as fh:
+            for c in corpus.chunks:
+                fh.write(json.dumps(chunk_record(c), ensure_ascii=False) + "\n")
+        seconds = time.perf_counter() - started
+        manifest = {
+            "generation": generation,
+            "collection": collection.name,
+            "digest": digest,
+            "embedding": model_id,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ingest_seconds": round(seconds, 3),
+            "documents": corpus.documents,
+            "skipped": corpus.skipped,
+            "chunks": len(corpus.chunks),
+        }
+        (gen_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        self._switch(manifest)
+        self._cleanup(keep={generation, current["generation"] if current else ""})
+        log.info("index generation %s built: %d chunks (%d embedded, %d reused) in %.1fs",
+                 generation, len(corpus.chunks), len(todo), len(reused), seconds)
+        return IngestResult(generation, True, len(corpus.chunks), len(todo), len(reused), seconds,
+                            corpus.documents, corpus.skipped)
+
+    def _collection_exists(self, manifest: dict) -> bool:
+        try:
+            self.client.get_collection(manifest["collection"])
+        except Exception:
+            return False
+        return self.generation_dir(manifest["generation"]).joinpath("bm25").exists()
+
+    def _reusable_vectors(self, current: dict | None, model_id: str, chunks: list[Chunk]) -> dict[str, list[float]]:
+        if not current or current.get("embedding") != model_id:
+            return {}  # a different model: never mix vectors
+        try:
+            old = self.client.get_collection(current["collection"])
+            got = old.get(ids=[c.id for c in chunks], include=["embeddings", "metadatas"])
+        except Exception:
+            return {}
+        wanted = {c.id: c.content_hash for c in chunks}
+        out = {}
+        for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+            if meta and meta.get("content_hash") == wanted.get(cid):
+                out[cid] = list(vector)
+        return out
+
+    def _cleanup(self, keep: set[str]) -> None:
+        """Drop generations older than the previous one, and any a crash left half-built."""
+        for col in self.client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            if name.startswith("sibyl_g") and name[len("sibyl_"):] not in keep:
+                self.client.delete_collection(name)
+        gens = self.root / "generations"
+        if gens.exists():
+            for path in gens.iterdir():
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+
+    # --- load ----------------------------------------------------------------------------
+    def load(self) -> "LoadedIndex":
+        manifest = self.current()
+        if manifest is None:
+            raise IndexMissing(f"no index in {self.root}; run `sibyl ingest` first")
+        gen_dir = self.generation_dir(manifest["generation"])
+        records = {}
+        with (gen_dir / "chunks.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                rec = json.loads(line)
+                records[rec["id"]] = rec
+        return LoadedIndex(
+            manifest=manifest,
+            collection=self.client.get_collection(manifest["collection"]),
+            lexical=LexicalIndex.load(gen_dir / "bm25"),
+            records=records,
+        )
+
+
+@dataclass
+class LoadedIndex:
+    manifest: dict
+    collection: object
+    lexical: LexicalIndex
+    records: dict[str, dict]
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What the dense model reads: the whole standalone text (title, section path, body)."""
+    return chunk.text
+
+
+def chunk_record(chunk: Chunk) -> dict:
+    return {"id": chunk.id, "document": chunk.document, "title": chunk.title, "section": chunk.section,
+            "text": chunk.text, "language": chunk.language, "metadata": chunk.flat_metadata()}
+
+
+def corpus_digest(chunks: list[Chunk], model_id: str) -> str:
+    h = hashlib.sha256(model_id.encode())
+    for c in sorted(chunks, key=lambda c: c.id):
+        h.update(c.content_hash.encode())
+    return h.hexdigest()
+
+
+def _add(collection, chunks: list[Chunk], vectors: list[list[float]]) -> None:
+    metas = []
+    for c in chunks:
+        meta = c.flat_metadata()
+        meta["content_hash"] = c.content_hash
+        metas.append(meta)
+    collection.add(ids=[c.id for c in chunks], embeddings=vectors, documents=[c.text for c in chunks], metadatas=metas)

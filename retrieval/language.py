@@ -1,0 +1,29 @@
+"""Which language to answer in: lingua for real sentences, the fallback for anything too short to tell."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from lingua import Language, LanguageDetectorBuilder
+
+_WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
+_CODES = {Language.ITALIAN: "it", Language.ENGLISH: "en"}
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    return LanguageDetectorBuilder.from_languages(Language.ITALIAN, Language.ENGLISH).build()
+
+
+def detect_language(text: str, fallback: str = "it", min_confidence: float = 0.75) -> str:
+    """'it' or 'en'. Acronyms (PUMS, ZTL) say nothing about the language, so they are ignored."""
+    words = [w for w in _WORD.findall(text) if not w.isupper()]
+    if not words:
+        return fallback
+    values = _detector().compute_language_confidence_values(" ".join(words))
+    best = values[0]
+    threshold = min_confidence if len(words) >= 3 else 0.9
+    if best.value < threshold:
+        return fallback
+    return _CODES.get(best.language, fallback)

