@@ -30,7 +30,7 @@ from sibyl.settings import Settings
 log = logging.getLogger(__name__)
 
 POINTER = "CURRENT.json"
-BATCH = 32
+BATCH = 64
 
 
 class IndexMissing(RuntimeError):
@@ -191,6 +191,7 @@ class IndexStore:
             collection=self.client.get_collection(manifest["collection"]),
             lexical=LexicalIndex.load(gen_dir / "bm25"),
             records=records,
+            client=self.client,
         )
 
 
@@ -200,6 +201,7 @@ class LoadedIndex:
     collection: object
     lexical: LexicalIndex
     records: dict[str, dict]
+    client: object = None
 
 
 def embedding_text(chunk: Chunk) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from retrieval.text import fold
 from lingua import Language, LanguageDetectorBuilder
 
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
@@ -21,6 +22,17 @@ def detect_language(text: str, fallback: str = "it", min_confidence: float = 0.7
     words = [w for w in _WORD.findall(text) if not w.isupper()]
     if not words:
         return fallback
+    # Function words decide short questions that quote Italian names ("the plans for the Villa
+    # Comunale"): lingua weighs the proper nouns, the grammar words tell the asker's language.
+    from retrieval.lexical import STOPWORDS
+
+    folded = [fold(w) for w in words]
+    en_hits = sum(1 for w in folded if w in STOPWORDS["en"] and w not in STOPWORDS["it"])
+    it_hits = sum(1 for w in folded if w in STOPWORDS["it"] and w not in STOPWORDS["en"])
+    if en_hits >= 2 and it_hits == 0:
+        return "en"
+    if it_hits >= 2 and en_hits == 0:
+        return "it"
     values = _detector().compute_language_confidence_values(" ".join(words))
     best = values[0]
     threshold = min_confidence if len(words) >= 3 else 0.9

@@ -1,2 +1,234 @@
-def main():
-    raise SystemExit("not yet")
+"""`sibyl` command line: ingest, search, ask, eval, bench, config (and the channels in their issues)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+class CliError(Exception):
+    """A failure to report as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(args):
+    from sibyl.settings import Settings
+
+    overrides = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "corpus", None):
+        overrides["corpus_dir"] = Path(args.corpus)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "SIBYL_" + str(err["loc"][0]).upper() if err.get("loc") else "settings"
+        raise CliError(f"invalid setting {name}: {err['msg']}", EXIT_USAGE) from None
+
+
+def _pipeline(settings):
+    from retrieval.pipeline import Pipeline
+
+    if not settings.corpus_dir.is_dir() and IndexStoreCurrent(settings) is None:
+        raise CliError(f"corpus directory not found: {settings.corpus_dir}")
+    return Pipeline.open(settings)
+
+
+def IndexStoreCurrent(settings):
+    from retrieval.index import IndexStore
+
+    return IndexStore(settings).current()
+
+
+def cmd_ingest(args) -> int:
+    from retrieval.index import IndexStore
+
+    settings = _settings(args)
+    if not settings.corpus_dir.is_dir():
+        raise CliError(f"corpus directory not found: {settings.corpus_dir}")
+    result = IndexStore(settings).ingest(settings.corpus_dir, force=args.force)
+    for name, reason in result.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    state = "built" if result.changed else "already up to date"
+    print(f"index {state}: generation {result.generation}, {result.chunks} chunks from "
+          f"{len(result.documents)} documents ({result.embedded} embedded, {result.reused} reused) "
+          f"in {result.seconds:.1f}s")
+    return 0
+
+
+def _filters(args):
+    from retrieval.retriever import Filters
+
+    return Filters(document=getattr(args, "document", None), area=getattr(args, "area", None),
+                   year=getattr(args, "year", None))
+
+
+def cmd_search(args) -> int:
+    settings = _settings(args)
+    query = _question(args.query)
+    pipeline = _pipeline(settings)
+    result = pipeline.search(query, k=args.k, language=args.lang, filters=_filters(args))
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        for i, hit in enumerate(result.hits, start=1):
+            print(f"{i}. [{hit.score:.4f}] {hit.record['title']} › {hit.record['section']}")
+            print("   " + hit.record["text"].replace("\n", "\n   ")[:600])
+    return 0
+
+
+def cmd_ask(args) -> int:
+    settings = _settings(args)
+    pipeline = _pipeline(settings)
+    if args.question:
+        _print_answer(pipeline.ask(_question(args.question), language=args.lang, filters=_filters(args)), args.json)
+        return 0
+    print("Sibyl – Comune di Lecce. Scrivi una domanda (Ctrl-D per uscire) / Ask a question (Ctrl-D to quit).")
+    from retrieval.pipeline import BadQuestion
+
+    while True:
+        try:
+            line = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not line.strip():
+            continue
+        try:
+            _print_answer(pipeline.ask(line, language=args.lang), args.json)
+        except BadQuestion as exc:
+            print(str(exc))
+
+
+def _question(parts) -> str:
+    text = " ".join(parts) if isinstance(parts, list) else parts
+    if text == "-":
+        text = sys.stdin.read()
+    return text
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(answer.answer)
+
+
+def cmd_eval(args) -> int:
+    from retrieval.evaluate import evaluate, format_report, load_questions
+
+    settings = _settings(args)
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"question file not found: {path}")
+    try:
+        rows = load_questions(path)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not rows:
+        raise CliError(f"no questions in {path}")
+    report = evaluate(_pipeline(settings), rows, k=args.k)
+    print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from sibyl.bench import run_bench
+
+    settings = _settings(args)
+    print(run_bench(settings, Path(args.file) if args.file else None, args.json))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from sibyl.settings import masked
+
+    settings = _settings(args)
+    for key, value in masked(settings).items():
+        print(f"{key} = {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sibyl", description="Sibyl, the City of Lecce's citizen assistant.")
+    parser.add_argument("--data-dir", help="data directory (default: SIBYL_DATA_DIR or ./data)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="parse the corpus and (re)build the index")
+    p.add_argument("--corpus", help="corpus directory (default: SIBYL_CORPUS_DIR or ./corpus)")
+    p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    p.set_defaults(func=cmd_ingest)
+
+    def add_common(p):
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--lang", choices=["it", "en"], help="answer language (default: detected)")
+        p.add_argument("--document", help="only this document id")
+        p.add_argument("--area", type=int, help="only this DUP/report area number")
+        p.add_argument("--year", type=int, help="only passages covering this year")
+
+    p = sub.add_parser("search", help="show the passages retrieved for a query")
+    p.add_argument("query", nargs="+", help="query text ('-' reads stdin)")
+    p.add_argument("-k", type=int, default=5, choices=range(1, 51), metavar="N", help="results (1-50)")
+    add_common(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question (interactive without one)")
+    p.add_argument("question", nargs="*", help="question text ('-' reads stdin)")
+    add_common(p)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="measure retrieval and answers on a JSONL question set")
+    p.add_argument("file")
+    p.add_argument("-k", type=int, default=5, choices=range(1, 51), metavar="N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="benchmark: cold ingest, warm ask latency, peak memory")
+    p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from retrieval.index import IndexMissing
+    from retrieval.pipeline import BadQuestion
+
+    if isinstance(getattr(args, "question", None), list) and args.question == []:
+        args.question = None
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"sibyl: {exc}", file=sys.stderr)
+        return exc.code
+    except BadQuestion as exc:
+        print(f"sibyl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (IndexMissing, FileNotFoundError, ValueError) as exc:
+        print(f"sibyl: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

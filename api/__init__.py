@@ -1,0 +1,1 @@
+"""HTTP API and web chat (FastAPI): a thin adapter over retrieval.pipeline."""

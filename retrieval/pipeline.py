@@ -1,0 +1,140 @@
+"""The one pipeline every channel calls: question -> language -> retrieve -> compose -> Answer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import prompts
+from retrieval.answer import Answer, Composer
+from retrieval.embeddings import get_embeddings
+from retrieval.evidence import EvidenceScorer
+from retrieval.glossary import expand
+from retrieval.index import IndexStore, LoadedIndex
+from retrieval.language import detect_language
+from retrieval.retriever import Filters, Hit, HybridRetriever
+from retrieval.text import strip_control
+from sibyl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BadQuestion(ValueError):
+    """Empty, too long or otherwise unusable input; the message is safe to show."""
+
+
+@dataclass
+class SearchResult:
+    query: str
+    language: str
+    hits: list[Hit]
+
+    def to_dict(self) -> dict:
+        return {
+            "query": self.query,
+            "language": self.language,
+            "results": [
+                {"id": h.id, "document": h.record["document"], "title": h.record["title"],
+                 "section": h.record["section"], "text": h.record["text"], "score": round(h.score, 5),
+                 "metadata": h.record["metadata"]}
+                for h in self.hits
+            ],
+        }
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: IndexStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or IndexStore(settings)
+        self.embeddings = get_embeddings(settings.embedding, settings.embedding_threads)
+        self._lock = threading.Lock()
+        self._load(self.store.load())
+
+    @classmethod
+    def open(cls, settings: Settings, build_if_missing: bool = True) -> "Pipeline":
+        store = IndexStore(settings)
+        if store.current() is None:
+            if not build_if_missing:
+                store.load()  # raises IndexMissing with a clear message
+            store.ingest()
+        return cls(settings, store)
+
+    def _load(self, index: LoadedIndex) -> None:
+        scorer = EvidenceScorer(index.records)
+        retriever = HybridRetriever(index, self.embeddings, self.settings)
+        with self._lock:
+            self.index, self.scorer, self.retriever = index, scorer, retriever
+            self.composer = Composer(scorer)
+
+    def reload(self) -> None:
+        """Pick up a generation another process (or an upload) switched to."""
+        current = self.store.current()
+        if current and current["generation"] != self.index.manifest["generation"]:
+            self._load(self.store.load())
+
+    # --- input -----------------------------------------------------------------------------
+    def clean_question(self, question: str) -> str:
+        if not isinstance(question, str):
+            raise BadQuestion("the question must be text")
+        text = " ".join(strip_control(question).split())
+        if not text:
+            raise BadQuestion(prompts.text(self.settings.default_language, "empty"))
+        if len(text) > self.settings.max_question_chars:
+            raise BadQuestion(prompts.text(self.settings.default_language, "too_long",
+                                           max=self.settings.max_question_chars))
+        return text
+
+    def language_of(self, text: str, language: str | None = None, fallback: str | None = None) -> str:
+        if language in ("it", "en"):
+            return language
+        if language:
+            raise BadQuestion("language must be 'it' or 'en'")
+        return detect_language(text, fallback or self.settings.default_language)
+
+    # --- search and answer -------------------------------------------------------------------
+    def search(self, query: str, k: int | None = None, language: str | None = None,
+               filters: Filters | None = None) -> SearchResult:
+        query = self.clean_question(query)
+        lang = self.language_of(query, language)
+        hits = self.retriever.search(query, k=k or self.settings.top_k, filters=filters)
+        return SearchResult(query, lang, hits)
+
+    def intent(self, text: str) -> str:
+        patterns = prompts.intents()
+        if any(p.search(text) for p in patterns["injection"]):
+            return "injection"
+        for name in ("greeting", "help", "chitchat"):
+            if any(p.search(text) for p in patterns[name]):
+                return name
+        return "question"
+
+    def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
+            retrieval_query: str | None = None, fallback_language: str | None = None) -> Answer:
+        """Answer one question. `retrieval_query` lets a channel search with conversation context."""
+        question = self.clean_question(question)
+        lang = self.language_of(question, language, fallback_language)
+        kind = self.intent(question)
+        if kind != "question":
+            return self._canned(question, lang, kind)
+        query = retrieval_query or question
+        expansion = expand(query)
+        hits = self.retriever.search(query, k=self.settings.top_k, filters=filters, expansion=expansion)
+        top_dense = max((h.dense for h in hits), default=0.0)
+        evidence = self.scorer.score(query, [h.id for h in hits], top_dense, expansion)
+        if not hits or evidence.score < self.settings.abstain_threshold:
+            answer = self._canned(question, lang, "abstain")
+            answer.evidence = {"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense}
+            answer.retrieval_query = query if query != question else None
+            return answer
+        answer = self.composer.compose(question, lang, hits, list(expansion.terms), evidence)
+        answer.retrieval_query = query if query != question else None
+        return answer
+
+    def _canned(self, question: str, lang: str, kind: str) -> Answer:
+        urp = prompts.text(lang, "urp_contact")
+        example = prompts.text(lang, "example")
+        key = {"greeting": "greeting", "help": "help", "chitchat": "out_of_scope", "injection": "injection",
+               "abstain": "abstain"}[kind]
+        body = prompts.text(lang, key, urp=urp, example=example) if "{" in prompts.messages(lang)[key] else prompts.text(lang, key)
+        return Answer(question, lang, False, body, [], intent=kind)
