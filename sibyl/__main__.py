@@ -1,0 +1,4 @@
+from sibyl.cli import main
+import sys
+
+sys.exit(main())
