@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     default_language: Literal["it", "en"] = "it"
     max_question_chars: int = Field(2000, ge=10)
 
+    # Conversations (sessions, messages, feedback)
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/sibyl.db (PostgreSQL for replicas)."
+    )
+    session_idle_minutes: int = Field(60, ge=1, description="A session idle this long expires.")
+    retention_days: int = Field(30, ge=1, description="Stored messages older than this are deleted.")
+    context_turns: int = Field(3, ge=0, le=20, description="Previous turns used to resolve a follow-up.")
+
     log_level: str = "INFO"
 
     @field_validator("embedding")
@@ -48,6 +56,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'sibyl.db'}"
 
 
 @lru_cache

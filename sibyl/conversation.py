@@ -1,0 +1,33 @@
+"""One conversation service for every channel: session, follow-up context, answer, storage."""
+
+from __future__ import annotations
+
+from retrieval.followup import resolve
+from retrieval.pipeline import Pipeline
+from retrieval.suggestions import suggest
+from sibyl.store import Store, UnknownSession  # noqa: F401  (re-exported for the channels)
+
+
+class ConversationService:
+    def __init__(self, pipeline: Pipeline, store: Store) -> None:
+        self.pipeline = pipeline
+        self.store = store
+
+    def reply(self, message: str, session_id: str | None = None, channel: str = "web",
+              language: str | None = None, external_key: str | None = None) -> dict:
+        """Answer a message in its conversation and persist both. Raises BadQuestion / UnknownSession."""
+        question = self.pipeline.clean_question(message)
+        session = self.store.open_session(session_id, channel=channel, external_key=external_key)
+        previous = [m.retrieval_query or m.text for m in
+                    self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
+                    if m.intent in (None, "question")]
+        resolved = resolve(question, previous)
+        answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
+                                   retrieval_query=resolved.query, fallback_language=session.language)
+        payload = answer.to_dict()
+        _, bot_message = self.store.add_exchange(session.id, channel, question, payload)
+        payload["session_id"] = session.id
+        payload["message_id"] = bot_message.id
+        payload["suggestions"] = suggest(answer, self.pipeline.index.records)
+        payload["followup"] = resolved.followup
+        return payload

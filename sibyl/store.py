@@ -1,0 +1,216 @@
+"""Conversation store (SQLAlchemy): sessions, messages and feedback shared by every channel.
+
+SQLite in the data directory by default; SIBYL_DATABASE_URL can point to PostgreSQL so several
+API replicas share one store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event,
+                        select)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ChatSession(Base):
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    external_key: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    language: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant"
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    answered: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    intent: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    retrieval_query: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sources: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    reply_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class UnknownSession(LookupError):
+    """The session id does not exist or has expired."""
+
+
+class UnknownMessage(LookupError):
+    """The message id does not exist in that session or is not an answer."""
+
+
+class Store:
+    def __init__(self, url: str, idle_minutes: int = 60, retention_days: int = 30) -> None:
+        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(conn, _record):  # WAL: concurrent readers while one process writes
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=5000")
+                cur.close()
+        Base.metadata.create_all(self.engine)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self.idle = timedelta(minutes=idle_minutes)
+        self.retention = timedelta(days=retention_days)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Store":
+        return cls(settings.effective_database_url, settings.session_idle_minutes, settings.retention_days)
+
+    # --- sessions ------------------------------------------------------------------------
+    def _active(self, db: Session, session: ChatSession | None) -> ChatSession | None:
+        if session is None or session.expired:
+            return None
+        if utcnow() - session.last_seen_at > self.idle:
+            session.expired = True
+            db.commit()
+            return None
+        return session
+
+    def open_session(self, session_id: str | None = None, channel: str = "web",
+                     external_key: str | None = None) -> ChatSession:
+        """An existing active session (by id or external key such as a Telegram chat), or a new one."""
+        with self.Session() as db:
+            if session_id is not None:
+                found = self._active(db, db.get(ChatSession, session_id))
+                if found is None:
+                    raise UnknownSession(session_id)
+                return found
+            if external_key is not None:
+                rows = db.scalars(select(ChatSession).where(ChatSession.external_key == external_key,
+                                                            ChatSession.expired.is_(False))).all()
+                for row in rows:
+                    if self._active(db, row) is not None:
+                        return row
+            session = ChatSession(channel=channel, external_key=external_key)
+            db.add(session)
+            db.commit()
+            return session
+
+    def set_language(self, session_id: str, language: str | None) -> None:
+        with self.Session() as db:
+            session = db.get(ChatSession, session_id)
+            if session is not None:
+                session.language = language
+                db.commit()
+
+    def get_session(self, session_id: str) -> ChatSession | None:
+        with self.Session() as db:
+            return db.get(ChatSession, session_id)
+
+    # --- messages ------------------------------------------------------------------------
+    def add_exchange(self, session_id: str, channel: str, question: str, answer: dict) -> tuple[Message, Message]:
+        """Store the question and the answer together, so a crash never keeps one without the other."""
+        with self.Session() as db:
+            user = Message(session_id=session_id, role="user", channel=channel, text=question,
+                           language=answer.get("language"))
+            db.add(user)
+            db.flush()
+            bot = Message(session_id=session_id, role="assistant", channel=channel, text=answer["answer"],
+                          language=answer.get("language"), answered=answer.get("answered"),
+                          intent=answer.get("intent"), mode=answer.get("mode"),
+                          retrieval_query=answer.get("retrieval_query") or question,
+                          sources=answer.get("sources"), reply_to=user.id)
+            db.add(bot)
+            session = db.get(ChatSession, session_id)
+            if session is not None:
+                session.last_seen_at = utcnow()
+                session.language = answer.get("language") or session.language
+            db.commit()
+            return user, bot
+
+    def recent_answers(self, session_id: str, turns: int) -> list[Message]:
+        """The last assistant messages, oldest first (their retrieval_query is the topic they answered)."""
+        with self.Session() as db:
+            rows = db.scalars(select(Message).where(Message.session_id == session_id, Message.role == "assistant")
+                              .order_by(Message.created_at.desc()).limit(turns)).all()
+            return list(reversed(rows))
+
+    def get_message(self, message_id: str) -> Message | None:
+        with self.Session() as db:
+            return db.get(Message, message_id)
+
+    def messages(self, session_id: str) -> list[Message]:
+        with self.Session() as db:
+            return list(db.scalars(select(Message).where(Message.session_id == session_id)
+                                   .order_by(Message.created_at)).all())
+
+    # --- feedback ------------------------------------------------------------------------
+    def add_feedback(self, session_id: str, message_id: str, rating: int, comment: str | None = None,
+                     channel: str = "web") -> Feedback:
+        if rating not in (1, -1):
+            raise ValueError("rating must be 1 or -1")
+        with self.Session() as db:
+            if db.get(ChatSession, session_id) is None:
+                raise UnknownSession(session_id)
+            message = db.get(Message, message_id)
+            if message is None or message.session_id != session_id or message.role != "assistant":
+                raise UnknownMessage(message_id)
+            fb = Feedback(session_id=session_id, message_id=message_id, rating=rating, comment=comment,
+                          channel=channel)
+            db.add(fb)
+            db.commit()
+            return fb
+
+    def feedback(self, rating: int | None = None) -> list[Feedback]:
+        with self.Session() as db:
+            q = select(Feedback).order_by(Feedback.created_at.desc())
+            if rating is not None:
+                q = q.where(Feedback.rating == rating)
+            return list(db.scalars(q).all())
+
+    # --- retention -----------------------------------------------------------------------
+    def purge(self, now: datetime | None = None) -> int:
+        """Delete messages (and their feedback) older than the retention period; returns messages deleted."""
+        cutoff = (now or utcnow()) - self.retention
+        with self.Session() as db:
+            old = select(Message.id).where(Message.created_at < cutoff)
+            db.execute(delete(Feedback).where(Feedback.message_id.in_(old)))
+            result = db.execute(delete(Message).where(Message.created_at < cutoff))
+            db.execute(delete(ChatSession).where(ChatSession.last_seen_at < cutoff))
+            db.commit()
+            return result.rowcount or 0
