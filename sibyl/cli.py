@@ -23,7 +23,7 @@ class CliError(Exception):
 
 
 def _settings(args):
-    from sibyl.settings import Settings
+    from sibyl.settings import Settings, env_var_for
 
     overrides = {}
     if getattr(args, "data_dir", None):
@@ -34,7 +34,7 @@ def _settings(args):
         return Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = "SIBYL_" + str(err["loc"][0]).upper() if err.get("loc") else "settings"
+        name = env_var_for(str(err["loc"][0])) if err.get("loc") else "settings"
         raise CliError(f"invalid setting {name}: {err['msg']}", EXIT_USAGE) from None
 
 
@@ -153,8 +153,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from sibyl.settings import masked
+    from sibyl.settings import env_example, masked
 
+    if args.env_example:
+        print(env_example(), end="")
+        return 0
     settings = _settings(args)
     for key, value in masked(settings).items():
         print(f"{key} = {value}")
@@ -202,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    p.add_argument("--env-example", action="store_true", help="print every variable with its default (.env.example)")
     p.set_defaults(func=cmd_config)
     return parser
 

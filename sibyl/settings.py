@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,14 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(400, ge=16, le=8192)
     llm_temperature: float = Field(0.0, ge=0, le=2)
 
+    # Deployment and observability (issue 7)
+    chroma_url: str | None = Field(
+        None, description="Chroma server, e.g. http://chroma:8000; unset = the embedded store in data_dir/index."
+    )
+    chroma_token: SecretStr | None = Field(None, description="Token for a Chroma server with token auth.")
+    log_format: Literal["json", "text"] = Field("json", description="'json' (one object per line) or 'text'.")
+    log_messages: bool = Field(False, description="Log question and answer text at INFO (off by default: privacy).")
+
     log_level: str = "INFO"
 
     @field_validator("embedding")
@@ -70,6 +79,28 @@ class Settings(BaseSettings):
             raise ValueError("must be 'none' or '<provider>:<model>', e.g. 'openai:gpt-4o-mini' or 'ollama:llama3.2'")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @field_validator("chroma_url", mode="before")
+    @classmethod
+    def _check_chroma_url(cls, value):
+        if value is None or not str(value).strip():
+            return None
+        parts = urlsplit(str(value).strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as http://chroma:8000")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return str(value).strip().rstrip("/")
+
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
@@ -84,11 +115,87 @@ def get_settings() -> Settings:
     return Settings()
 
 
+_SECRET_WORDS = ("token", "secret", "password", "api_key")
+
+
 def masked(settings: Settings) -> dict:
-    """Effective settings for display, secrets replaced by asterisks."""
+    """Effective settings for display, secrets replaced by asterisks (also passwords inside URLs)."""
     out = {}
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = "********" if value.get_secret_value() else ""
+        elif isinstance(value, str) and value and any(w in name for w in _SECRET_WORDS):
+            value = "********"
+        elif isinstance(value, str) and "://" in value:
+            value = _mask_url(value)
         out[name] = str(value) if isinstance(value, Path) else value
     return out
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:********@{netloc[1]}"))
+
+
+def env_names(name: str) -> list[str]:
+    """The environment variable(s) that set one field (SIBYL_<NAME>, or its aliases)."""
+    info = Settings.model_fields[name]
+    alias = info.validation_alias
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    return [f"SIBYL_{name.upper()}"]
+
+
+def env_var_for(loc: str) -> str:
+    """The variable to name in an error about the field (or alias) `loc`."""
+    for name in Settings.model_fields:
+        names = env_names(name)
+        if loc == name or loc in names or loc.upper() in names:
+            return names[0]
+    return f"SIBYL_{loc.upper()}"
+
+
+def _constraints(info) -> str:
+    """A short '(1 to 50)' / '(one of: it, en)' note from the field's type and bounds."""
+    bounds = []
+    for item in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(item, attr, None) is not None:
+                bounds.append(f"{sign} {getattr(item, attr)}")
+    if get_origin(info.annotation) is Literal:
+        bounds.append("one of: " + ", ".join(map(str, get_args(info.annotation))))
+    return f"({'; '.join(bounds)})" if bounds else ""
+
+
+def env_example() -> str:
+    """The text of .env.example: every variable, commented out, with its default and description."""
+    lines = [
+        "# Sibyl settings: copy to .env (or set in the environment) and uncomment what you change.",
+        "# Generated from sibyl/settings.py by `sibyl config --env-example > .env.example`; do not edit by hand.",
+    ]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, Path):
+            try:
+                default = default.relative_to(PROJECT_ROOT)
+            except ValueError:
+                pass
+        if isinstance(default, bool):
+            shown = str(default).lower()
+        elif default is None or isinstance(default, SecretStr):
+            shown = ""
+        else:
+            shown = str(default)
+        lines.append("")
+        about = " ".join(x for x in (info.description, _constraints(info)) if x)
+        if about:
+            lines.append(f"# {about}")
+        for env in env_names(name):
+            lines.append(f"# {env}={shown}")
+    return "\n".join(lines) + "\n"
