@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs and run it. Used as-is by the README and by .ci/run.
+#   - a virtualenv in .venv with the project and its test extras (torch pinned to the CPU build)
+#   - Debian's chromium + chromium-driver for the browser tests (when missing and we can apt-get)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium and chromium-driver (browser tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "!! chromium/chromedriver missing and apt-get unavailable: browser tests will fail" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
+exec .venv/bin/python -m pytest "$@"
