@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from retrieval.glossary import Expansion
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
 
+
+TOP = 1  # coverage is read in the best passage: scattered words across passages are not evidence
 # Words that appear in almost any question to a city assistant and carry no topic.
 GENERIC = set(
     """lecce leccese comune citta city municipality municipal council town amministrazione administration
@@ -63,7 +65,7 @@ class EvidenceScorer:
 
     def score(self, question: str, hit_ids: list[str], top_dense: float, expansion: Expansion) -> Evidence:
         passage_tokens: set[str] = set()
-        for cid in hit_ids[:3]:
+        for cid in hit_ids[:TOP]:
             passage_tokens |= self._tokens.get(cid, set())
         expanded_hits = {
             w
