@@ -13,7 +13,6 @@ import prompts
 from retrieval.evidence import GENERIC, Evidence, EvidenceScorer
 from retrieval.lexical import _stemmer, analyze, words
 from retrieval.retriever import Hit
-from retrieval.text import fold
 
 MAX_SOURCES = 3
 MAX_BULLETS = 5
@@ -83,6 +82,11 @@ def candidate_lines(record: dict) -> list[tuple[int, str]]:
     return out
 
 
+def _same_line(a: set[str], b: set[str]) -> bool:
+    """The same activity quoted by two passages ("6.5 Politiche…" and "Obiettivo … 6.5: Politiche…")."""
+    return len(a & b) / (len(a | b) or 1) >= 0.75
+
+
 class Composer:
     def __init__(self, scorer: EvidenceScorer) -> None:
         self.scorer = scorer
@@ -102,7 +106,8 @@ class Composer:
         scored = []
         for pos, line in candidate_lines(record):
             toks = set(analyze(line, record.get("language", "it")))
-            score = sum(self.scorer.idf([t]) for t in toks & stems)
+            # Length-normalised like BM25: a short line naming the asked thing beats a long one touching it.
+            score = sum(self.scorer.idf([t]) for t in toks & stems) / max(1.0, len(toks)) ** 0.5
             if wants_number:
                 score *= 2.0 if re.search(r"\d", line) else 0.5
             score += 0.3 if pos == 0 else 0.0  # the passage's own statement (objective, first sentence)
@@ -112,25 +117,38 @@ class Composer:
 
     def compose(self, question: str, language: str, hits: list[Hit], expansion_terms: list[str],
                 evidence: Evidence) -> Answer:
+        """Best lines first; sources are numbered in the order the bullets first cite them."""
         stems = self._query_stems([question, *expansion_terms])
-        sources: list[Source] = []
-        bullets: list[str] = []
-        seen_lines: list[str] = []
-        for hit in hits[:MAX_SOURCES]:
+        picked: list[tuple[float, int, str, Hit]] = []
+        for rank, hit in enumerate(hits[:MAX_SOURCES]):
             ranked = self.pick_lines(question, hit.record, stems)
             if not ranked:
                 continue
-            n = len(sources) + 1
-            rec = hit.record
-            sources.append(Source(n, rec["id"], rec["document"], rec["title"], rec["section"], rec["text"],
-                                  round(hit.score, 5), rec["metadata"]))
             best = ranked[0][0]
-            chosen = [ranked[0][1]] + [line for score, line in ranked[1:2] if best > 0.3 and score >= 0.7 * best]
-            for line in chosen:
-                key = fold(line)
-                if len(bullets) < MAX_BULLETS and not any(key in seen or seen in key for seen in seen_lines):
-                    seen_lines.append(key)
-                    bullets.append(self._bullet(line, rec.get("language", "it"), language, n))
+            picked.append((best, rank, ranked[0][1], hit))
+            picked += [(score, rank, line, hit) for score, line in ranked[1:2] if best > 0.3 and score >= 0.7 * best]
+        # Passages that only brush the question (a weak best line) are not cited.
+        strongest = max((p[0] for p in picked), default=0.0)
+        picked = [p for p in picked if p[1] == 0 or p[0] >= 0.4 * strongest]
+        # Retrieval order leads (it is the better judge of relevance); for "how many / how much"
+        # questions a passage whose best line carries a number comes first.
+        wants_number = bool(_QUANTITY.search(question))
+        picked.sort(key=lambda x: (not (wants_number and x[0] > 0 and re.search(r"\d", x[2])), x[1], -x[0]))
+        sources: list[Source] = []
+        number: dict[str, int] = {}
+        bullets: list[str] = []
+        seen_lines: list[set[str]] = []
+        for _, _, line, hit in picked:
+            key = set(words(line))
+            if len(bullets) >= MAX_BULLETS or any(_same_line(key, seen) for seen in seen_lines):
+                continue
+            rec = hit.record
+            if rec["id"] not in number:
+                number[rec["id"]] = len(sources) + 1
+                sources.append(Source(number[rec["id"]], rec["id"], rec["document"], rec["title"], rec["section"],
+                                      rec["text"], round(hit.score, 5), rec["metadata"]))
+            seen_lines.append(key)
+            bullets.append(self._bullet(line, rec.get("language", "it"), language, number[rec["id"]]))
         lead = prompts.text(language, "lead" if len(sources) > 1 else "lead_single")
         if language == "en" and all(s.metadata.get("language") == "en" for s in sources):
             lead = prompts.text("en", "lead_single").split(" (")[0] + ":"
