@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import prompts
@@ -50,6 +51,7 @@ class Pipeline:
         self.embeddings = get_embeddings(settings.embedding, settings.embedding_threads)
         self._lock = threading.Lock()
         self._load(self.store.load())
+        self.llm = _llm_answerer(settings)
 
     @classmethod
     def open(cls, settings: Settings, build_if_missing: bool = True) -> "Pipeline":
@@ -112,6 +114,28 @@ class Pipeline:
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
             retrieval_query: str | None = None, fallback_language: str | None = None) -> Answer:
         """Answer one question. `retrieval_query` lets a channel search with conversation context."""
+        answer = self.extractive(question, language, filters, retrieval_query, fallback_language)
+        if self.llm is not None and answer.answered:  # an abstention stays an abstention
+            answer = self.llm.answer(answer)
+        return answer
+
+    def ask_stream(self, question: str, language: str | None = None, filters: Filters | None = None,
+                   retrieval_query: str | None = None, fallback_language: str | None = None
+                   ) -> Iterator[str | Answer]:
+        """Model tokens as they arrive, then the checked Answer (only the Answer without a model)."""
+        answer = self.extractive(question, language, filters, retrieval_query, fallback_language)
+        if self.llm is None or not answer.answered:
+            yield answer
+            return
+        for item in self.llm.stream(answer):
+            yield item if isinstance(item, str) else item.answer
+
+    def condense(self, question: str, history: list[tuple[str, str]], language: str) -> str | None:
+        """LLM mode: a follow-up rewritten as a standalone question ([(role, text)] history), else None."""
+        return self.llm.condense(question, history, language) if self.llm is not None else None
+
+    def extractive(self, question: str, language: str | None = None, filters: Filters | None = None,
+                   retrieval_query: str | None = None, fallback_language: str | None = None) -> Answer:
         question = self.clean_question(question)
         lang = self.language_of(question, language, fallback_language)
         kind = self.intent(question)
@@ -138,3 +162,12 @@ class Pipeline:
                "abstain": "abstain"}[kind]
         body = prompts.text(lang, key, urp=urp, example=example) if "{" in prompts.messages(lang)[key] else prompts.text(lang, key)
         return Answer(question, lang, False, body, [], intent=kind)
+
+
+def _llm_answerer(settings: Settings):
+    """The model is optional: its LangChain packages are imported only when SIBYL_LLM names one."""
+    if settings.llm == "none":
+        return None
+    from retrieval.llm import LLMAnswerer
+
+    return LLMAnswerer.from_settings(settings)
