@@ -12,6 +12,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -43,6 +44,11 @@ def _ollama(model: str, s: Settings) -> BaseChatModel:
 
 # Adding a provider: one factory here plus its LangChain integration package.
 PROVIDERS: dict[str, Callable[[str, Settings], BaseChatModel]] = {"openai": _openai, "ollama": _ollama}
+
+
+# A streaming channel sets this around one reply (api/stream.py): ask() then hands each model token to
+# it as it arrives and still returns only the checked answer, so conversation handling stays in one place.
+token_sink: ContextVar[Callable[[str], None] | None] = ContextVar("sibyl_token_sink", default=None)
 
 
 class LLMConfigError(ValueError):
@@ -153,9 +159,12 @@ class LLMAnswerer:
 
     def attempt(self, extractive: Answer) -> Outcome:
         outcome = None
+        sink = token_sink.get()
         for item in self.stream(extractive):
             if isinstance(item, Outcome):
                 outcome = item
+            elif sink is not None:
+                sink(item)
         assert outcome is not None
         return outcome
 
