@@ -164,6 +164,45 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """Build the index if this data directory has none, then serve the API and the web chat."""
+    import os
+
+    import uvicorn
+
+    settings = _settings(args)
+    if IndexStoreCurrent(settings) is None:
+        from retrieval.index import IndexStore
+
+        if not settings.corpus_dir.is_dir():
+            raise CliError(f"corpus directory not found: {settings.corpus_dir}")
+        print("sibyl: first start, building the index...", file=sys.stderr, flush=True)
+        IndexStore(settings).ingest(settings.corpus_dir)
+    workers = args.workers or settings.api_workers
+    print(f"sibyl: web chat on http://{args.host}:{args.port}/  (API docs: http://{args.host}:{args.port}/docs)",
+          file=sys.stderr, flush=True)
+    log_level = "info" if args.verbose else "warning"
+    if workers == 1:
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
+    else:  # each worker process rebuilds the settings from the environment
+        os.environ["SIBYL_DATA_DIR"] = str(settings.data_dir)
+        os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
+        uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=workers,
+                    log_level=log_level)
+    return 0
+
+
+def cmd_bench_api(args) -> int:
+    from sibyl.bench_api import run_bench_api
+
+    settings = _settings(args)
+    print(run_bench_api(settings, questions=Path(args.file) if args.file else None, clients=args.clients,
+                        seconds=args.seconds, workers=args.workers, url=args.url, as_json=args.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sibyl", description="Sibyl, the City of Lecce's citizen assistant.")
     parser.add_argument("--data-dir", help="data directory (default: SIBYL_DATA_DIR or ./data)")
@@ -203,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="serve the HTTP API and the web chat (builds the index on first start)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default SIBYL_API_WORKERS or 1)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench-api", help="benchmark /api/chat: concurrent clients over loopback, req/s and p50/p95")
+    p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--workers", type=int, default=None, help="server worker processes (default SIBYL_API_WORKERS)")
+    p.add_argument("--url", help="benchmark a running server instead of starting one")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_api)
 
     p = sub.add_parser("config", help="print the effective settings (secrets masked)")
     p.add_argument("--env-example", action="store_true", help="print every variable with its default (.env.example)")

@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     retention_days: int = Field(30, ge=1, description="Stored messages older than this are deleted.")
     context_turns: int = Field(3, ge=0, le=20, description="Previous turns used to resolve a follow-up.")
 
+    # HTTP API and web chat (issue 3)
+    rate_limit: str = Field(
+        "30/minute;300/hour",
+        description="Per-client limit on the /api POST endpoints, `limits` notation ('30/minute;300/hour'); empty = off.",
+    )
+    rate_limit_storage: str = Field("memory://", description="`limits` storage URI; redis://... shares it across workers.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser; empty = CORS off.")
+    embed_ancestors: str = Field("*", description="CSP frame-ancestors for /embed: the sites that may iframe the chat.")
+    purge_interval_minutes: float = Field(60, gt=0, description="How often the API deletes messages past retention.")
+    api_workers: int = Field(1, ge=1, le=32, description="uvicorn worker processes for `sibyl serve` (each loads the index).")
+
     # Optional language model (issue 5): the extractive answer stays the default and the fallback
     llm: str = Field("none", description="'none', 'openai:<model>' (any OpenAI-compatible server) or 'ollama:<model>'.")
     llm_base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama).")
@@ -100,6 +111,23 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("has an invalid port") from None
         return str(value).strip().rstrip("/")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        value = value.strip()
+        if value:
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("must look like '30/minute' or '30/minute;300/hour' (empty = no limit)") from None
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def index_dir(self) -> Path:

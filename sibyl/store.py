@@ -89,6 +89,7 @@ class Store:
             def _pragmas(conn, _record):  # WAL: concurrent readers while one process writes
                 cur = conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit; safe against app crashes
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=5000")
                 cur.close()

@@ -1,0 +1,76 @@
+"""The FastAPI application: `create_app(settings)` builds it; `uvicorn api.app:create_app --factory` serves it.
+
+One pipeline, store and conversation service per process, built in the lifespan and shared
+through dependencies (api.deps). Other features plug in here with one line each
+(`app.include_router(...)`, `app.add_middleware(...)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+from api import errors, routes, stream, web
+from api.deps import Services
+from sibyl.settings import Settings, get_settings
+from sibyl.store import Store
+
+log = logging.getLogger(__name__)
+
+
+async def purge_once(store: Store) -> None:
+    try:
+        deleted = await run_in_threadpool(store.purge)
+        if deleted:
+            log.info("retention purge deleted %d messages", deleted)
+    except Exception:  # a failed purge must not stop the service; the next run retries
+        log.exception("retention purge failed")
+
+
+async def purge_periodically(store: Store, every_seconds: float) -> None:
+    """Delete messages past retention every `every_seconds` (personal data minimisation)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        await purge_once(store)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    services = await run_in_threadpool(Services.build, settings)
+    app.state.services = services
+    await purge_once(services.store)  # before serving: nothing past retention is ever shown
+    purge = asyncio.create_task(purge_periodically(services.store, settings.purge_interval_minutes * 60))
+    try:
+        yield
+    finally:
+        purge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purge
+        services.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Sibyl – Comune di Lecce",
+        summary="Citizen assistant over the City of Lecce's plan documents: cited answers in Italian and English.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], max_age=600)
+    app.include_router(routes.api)
+    app.include_router(routes.health)
+    app.include_router(stream.router)  # POST /api/chat/stream (server-sent events)
+    web.mount(app)
+    return app

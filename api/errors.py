@@ -1,0 +1,90 @@
+"""Every failure becomes JSON {"detail", "code"} with a 4xx status a client can act on; never a bare 500."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.deps import RateLimited
+from retrieval.pipeline import BadQuestion
+from sibyl.store import UnknownMessage, UnknownSession
+
+log = logging.getLogger(__name__)
+
+
+def error(status: int, code: str, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status, headers=headers)
+
+
+def _field(loc) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or "body"
+
+
+def readable(errors: list[dict]) -> list[dict]:
+    """Pydantic's error list without the input echo (it may be huge or private): field + message."""
+    return [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid value"), "type": e.get("type")}
+            for e in errors]
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error(400, "invalid_json", "The request body is not valid JSON.")
+    if any(e.get("type") == "model_attributes_type" or e.get("type") == "dict_type" for e in errors
+           if tuple(e.get("loc", ())) == ("body",)):
+        return error(400, "invalid_json", "The request body must be a JSON object.")
+    items = readable(errors)
+    if any(e["type"] == "missing" and e["field"] == "body" for e in items):
+        return error(400, "invalid_json", "The request body is missing: send a JSON object.")
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in items)
+    return error(422, "validation_error", f"Invalid request: {detail}.", errors=items)
+
+
+async def bad_question(request: Request, exc: BadQuestion) -> JSONResponse:
+    return error(422, "bad_question", str(exc))
+
+
+async def unknown_session(request: Request, exc: UnknownSession) -> JSONResponse:
+    return error(404, "unknown_session",
+                 "Unknown or expired session_id: start a new conversation by sending no session_id.")
+
+
+async def unknown_message(request: Request, exc: UnknownMessage) -> JSONResponse:
+    return error(404, "unknown_message", "Unknown message_id: it is not an answer in this session.")
+
+
+async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+    return error(429, "rate_limited", f"Too many requests (limit {exc.limit}); retry in {exc.retry_after} s.",
+                 headers={"Retry-After": str(exc.retry_after)}, retry_after=exc.retry_after)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+             503: "not_ready"}
+    detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"Nothing at {request.url.path}; the endpoints are listed at /docs."
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"{request.method} is not allowed on {request.url.path}; see /docs."
+    return error(exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers=exc.headers)
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Last resort: log the traceback, tell the client without leaking internals."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error(500, "internal_error", "Something went wrong on our side; please try again.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(BadQuestion, bad_question)
+    app.add_exception_handler(UnknownSession, unknown_session)
+    app.add_exception_handler(UnknownMessage, unknown_message)
+    app.add_exception_handler(RateLimited, rate_limited)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

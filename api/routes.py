@@ -1,0 +1,85 @@
+"""JSON endpoints: chat, search, feedback, documents, UI strings, health. No retrieval logic here."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import ConversationDep, PipelineDep, RateLimit, StoreDep
+from api.web import ui_strings as load_ui
+from api.models import (ChatRequest, ChatResponse, DocumentOut, DocumentsResponse, ErrorResponse, FeedbackRequest,
+                        FeedbackResponse, Health, Language, Ready, SearchRequest, SearchResponse)
+from retrieval.retriever import Filters
+
+log = logging.getLogger(__name__)
+
+ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+          429: {"model": ErrorResponse}}
+
+api = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
+health = APIRouter(tags=["health"])
+
+
+@api.post("/chat", response_model=ChatResponse, dependencies=[RateLimit])
+def chat(body: ChatRequest, conversation: ConversationDep) -> dict:
+    """Answer a message in its conversation (a new one without session_id); follow-ups use the context."""
+    return conversation.reply(body.message, session_id=body.session_id, channel="web", language=body.language)
+
+
+@api.post("/search", response_model=SearchResponse, dependencies=[RateLimit])
+def search(body: SearchRequest, pipeline: PipelineDep) -> dict:
+    """The passages retrieved for a query (same object as `sibyl search --json`)."""
+    f = body.filters
+    filters = Filters(document=f.document, area=f.area, year=f.year) if f else None
+    return pipeline.search(body.query, k=body.k, language=body.language, filters=filters).to_dict()
+
+
+@api.post("/feedback", response_model=FeedbackResponse, dependencies=[RateLimit])
+def feedback(body: FeedbackRequest, store: StoreDep) -> FeedbackResponse:
+    """👍 (1) or 👎 (-1) on one answer, optionally with a comment, for the URP to review."""
+    fb = store.add_feedback(body.session_id, body.message_id, body.rating, body.comment, channel="web")
+    return FeedbackResponse(id=fb.id)
+
+
+@api.get("/documents", response_model=DocumentsResponse)
+def documents(pipeline: PipelineDep) -> DocumentsResponse:
+    """The indexed documents, from the manifest of the index generation being served."""
+    manifest = pipeline.index.manifest
+    built = manifest.get("built_at")
+    docs = [DocumentOut(id=d.get("id", key), title=d.get("title", key), language=d.get("language", ""),
+                        chunks=int(d.get("chunks", 0)), source_file=d.get("source_file"), ingested_at=built)
+            for key, d in manifest.get("documents", {}).items()]
+    return DocumentsResponse(generation=manifest["generation"], documents=docs)
+
+
+@api.get("/ui/{lang}", response_model=dict[str, str])
+def ui_strings(lang: Language) -> dict[str, str]:
+    """The web chat's strings in one language (prompts/ui.<lang>.toml)."""
+    return load_ui(lang)
+
+
+@health.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up (no dependency checked)."""
+    return Health(status="ok")
+
+
+@health.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+def readyz(pipeline: PipelineDep, store: StoreDep):
+    """The index is loaded and answers a real search, and the database responds."""
+    try:
+        hits = pipeline.search("Lecce", k=1).hits
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # readiness reports, it does not crash
+        log.warning("not ready: %s", exc)
+        return JSONResponse(Ready(status="unavailable", detail=type(exc).__name__).model_dump(), status_code=503)
+    if not hits:
+        return JSONResponse(Ready(status="unavailable", detail="search returned nothing").model_dump(),
+                            status_code=503)
+    manifest = pipeline.index.manifest
+    return Ready(status="ready", generation=manifest["generation"], chunks=manifest.get("chunks"))
+

@@ -1,0 +1,453 @@
+/* Sibyl web chat: plain JavaScript, no build step.
+ *
+ * Every interface string comes from /api/ui/<lang> (prompts/ui.<lang>.toml). Every piece of data
+ * (questions, answers, passages, suggestions) enters the page through textContent / text nodes,
+ * never through innerHTML, so "<script>" or "<img onerror>" in a message is shown as text.
+ */
+(function () {
+  "use strict";
+
+  var LANGS = ["it", "en"];
+  var MAX_CHARS = 2000;
+  var state = { lang: "it", ui: {}, sessionId: null, busy: false, seq: 0, started: false };
+  var log, form, input, sendButton, counter;
+
+  // --- small helpers --------------------------------------------------------------------------
+  function t(key, values) {
+    var template = state.ui[key] || "";
+    return template.replace(/\{(\w+)\}/g, function (match, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : match;
+    });
+  }
+
+  /* el("p", {class: "x", text: "..."}, child, "text", ...): attributes as attributes, text as text nodes. */
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    var a = attrs || {};
+    Object.keys(a).forEach(function (key) {
+      var value = a[key];
+      if (value === null || value === undefined || value === false) return;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key === "onclick") node.addEventListener("click", value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    });
+    for (var i = 2; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === null || child === undefined) continue;
+      node.append(child); // a string becomes a text node
+    }
+    return node;
+  }
+
+  function safeUrl(url) {
+    return /^https?:\/\//i.test(url || "") ? url : null;
+  }
+
+  function scrollToShow(node) {
+    if (!log) return;
+    var top = node.offsetTop - log.offsetTop - 8;
+    log.scrollTop = node.offsetHeight > log.clientHeight ? top : log.scrollHeight;
+  }
+
+  // --- talking to the API ---------------------------------------------------------------------
+  function ApiError(status, code, detail, retryAfter) {
+    this.status = status;
+    this.code = code;
+    this.detail = detail || "";
+    this.retryAfter = retryAfter || null;
+  }
+
+  function postJSON(url, body) {
+    return fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    }).then(
+      function (res) {
+        return res.json().then(
+          function (data) { return { res: res, data: data }; },
+          function () { return { res: res, data: null }; }
+        );
+      },
+      function () { throw new ApiError(0, "network"); }
+    ).then(function (r) {
+      if (!r.res.ok) {
+        var data = r.data || {};
+        var retry = Number(r.res.headers.get("Retry-After")) || data.retry_after || null;
+        throw new ApiError(r.res.status, data.code || "http_error", data.detail, retry);
+      }
+      if (r.data === null) throw new ApiError(r.res.status, "bad_response");
+      return r.data;
+    });
+  }
+
+  /* The one function that asks for an answer; resolves to the /api/chat JSON object.
+   * A streaming transport can replace it (window.Sibyl.transport.requestAnswer) and fall back to it;
+   * `onProgress(partialText)` is for such a transport and unused here. */
+  function requestAnswer(payload, onProgress) { // eslint-disable-line no-unused-vars
+    return postJSON("/api/chat", payload);
+  }
+
+  var transport = { requestAnswer: requestAnswer };
+
+  function describeError(err) {
+    if (!(err instanceof ApiError) || err.status === 0) return t("error_network");
+    if (err.status === 429) return t("error_rate", { seconds: err.retryAfter || 60 });
+    if (err.status >= 400 && err.status < 500 && err.detail) return t("error_input", { detail: err.detail });
+    return t("error_server");
+  }
+
+  // --- strings and language -------------------------------------------------------------------
+  function initialLanguage() {
+    var asked = new URLSearchParams(window.location.search).get("lang");
+    if (LANGS.indexOf(asked) >= 0) return asked;
+    try {
+      var saved = window.localStorage.getItem("sibyl.lang");
+      if (LANGS.indexOf(saved) >= 0) return saved;
+    } catch (e) { /* storage blocked (e.g. third-party iframe) */ }
+    var prefs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""];
+    for (var i = 0; i < prefs.length; i++) {
+      var code = String(prefs[i]).toLowerCase().slice(0, 2);
+      if (LANGS.indexOf(code) >= 0) return code;
+    }
+    return "it";
+  }
+
+  function loadStrings(lang) {
+    return fetch("/api/ui/" + lang, { headers: { Accept: "application/json" } }).then(function (res) {
+      if (!res.ok) throw new ApiError(res.status, "ui");
+      return res.json();
+    }).then(function (ui) {
+      state.lang = lang;
+      state.ui = ui;
+      applyStrings();
+    });
+  }
+
+  function applyStrings() {
+    document.documentElement.lang = state.lang;
+    document.title = t("page_title");
+    document.querySelectorAll("[data-ui]").forEach(function (node) { node.textContent = t(node.dataset.ui); });
+    document.querySelectorAll("[data-ui-label]").forEach(function (node) {
+      node.setAttribute("aria-label", t(node.dataset.uiLabel));
+    });
+    document.querySelectorAll("[data-ui-placeholder]").forEach(function (node) {
+      node.setAttribute("placeholder", t(node.dataset.uiPlaceholder));
+    });
+    document.getElementById("lang-toggle").setAttribute("lang", state.lang === "it" ? "en" : "it");
+    updateCounter();
+  }
+
+  function toggleLanguage() {
+    var next = state.lang === "it" ? "en" : "it";
+    try { window.localStorage.setItem("sibyl.lang", next); } catch (e) { /* ignore */ }
+    loadStrings(next).then(function () {
+      if (!state.started) renderWelcome();
+    }, function (err) { addError(describeError(err)); });
+  }
+
+  // --- messages -------------------------------------------------------------------------------
+  function addToLog(node) {
+    log.append(node);
+    scrollToShow(node);
+    return node;
+  }
+
+  function renderWelcome() {
+    log.replaceChildren();
+    var examples = el("div", { class: "chips", role: "group", "aria-label": t("welcome_examples") },
+      chip(t("example_1")), chip(t("example_2")));
+    addToLog(el("article", { class: "msg bot welcome" },
+      el("p", { class: "who", text: t("assistant") }),
+      el("p", { text: t("welcome") }),
+      el("p", { class: "chips-label", text: t("welcome_examples") }),
+      examples));
+  }
+
+  function addUserMessage(text) {
+    return addToLog(el("article", { class: "msg user" },
+      el("p", { class: "who", text: t("you") }),
+      el("p", { class: "text", text: text })));
+  }
+
+  function addTyping() {
+    return addToLog(el("div", { class: "msg bot typing" },
+      el("span", { class: "dots", "aria-hidden": "true" }, el("span"), el("span"), el("span")),
+      el("span", { class: "typing-label", text: t("typing") })));
+  }
+
+  function addError(text) {
+    return addToLog(el("div", { class: "msg error", role: "alert" }, el("p", { text: text })));
+  }
+
+  function addNote(text) {
+    return addToLog(el("p", { class: "note", text: text }));
+  }
+
+  function isNoAnswer(reply) {
+    return reply.answered === false && reply.intent !== "greeting" && reply.intent !== "help";
+  }
+
+  /* The answer text ends with a plain-text source list ("Fonti:\n[1] ..."): the page shows the
+   * structured `sources` instead, so that trailing block is dropped here. */
+  function bodyLines(answer) {
+    var lines = String(answer || "").split("\n");
+    for (var i = lines.length - 1; i >= 0; i--) {
+      var line = lines[i].trim();
+      if (!line || /^\[\d+\]\s/.test(line)) continue;
+      if (/:$/.test(line) && i < lines.length - 1) return lines.slice(0, i);
+      break;
+    }
+    return lines;
+  }
+
+  function inline(text, ctx) {
+    var out = [];
+    var pattern = /\[(\d+)\]/g;
+    var last = 0;
+    var match;
+    while ((match = pattern.exec(text)) !== null) {
+      var source = ctx.sources[match[1]];
+      if (!source) continue;
+      if (match.index > last) out.push(text.slice(last, match.index));
+      out.push(citeButton(source, ctx, "[" + source.n + "]", "cite"));
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) out.push(text.slice(last));
+    return out;
+  }
+
+  function renderAnswer(answer, ctx) {
+    var body = el("div", { class: "answer", lang: ctx.language });
+    var list = null;
+    bodyLines(answer).forEach(function (raw) {
+      var line = raw.trim();
+      if (!line) { list = null; return; }
+      if (/^[-•]\s+/.test(line)) {
+        if (!list) { list = el("ul"); body.append(list); }
+        var li = el("li");
+        li.append.apply(li, inline(line.replace(/^[-•]\s+/, ""), ctx));
+        list.append(li);
+      } else {
+        list = null;
+        var p = el("p");
+        p.append.apply(p, inline(line, ctx));
+        body.append(p);
+      }
+    });
+    return body;
+  }
+
+  function citeButton(source, ctx, label, cls) {
+    return el("button", {
+      type: "button", class: cls, "data-n": source.n, "aria-expanded": "false", "aria-controls": ctx.panel.id,
+      "aria-label": t("open_source", { n: source.n, title: source.title }), text: label,
+      onclick: function (event) { togglePassage(ctx, source, event.currentTarget); },
+    });
+  }
+
+  function passageText(source) {
+    var lines = String(source.text || "").split("\n");
+    while (lines.length && (lines[0].trim() === source.title || lines[0].trim() === source.section)) lines.shift();
+    return lines.join("\n");
+  }
+
+  function setExpanded(ctx, n) {
+    ctx.article.querySelectorAll("button[data-n]").forEach(function (b) {
+      b.setAttribute("aria-expanded", String(b.dataset.n === String(n)));
+    });
+  }
+
+  function closePassage(ctx, returnFocus) {
+    ctx.panel.hidden = true;
+    ctx.panel.dataset.n = "";
+    setExpanded(ctx, null);
+    if (returnFocus && ctx.opener) ctx.opener.focus();
+  }
+
+  function togglePassage(ctx, source, opener) {
+    if (!ctx.panel.hidden && ctx.panel.dataset.n === String(source.n)) {
+      closePassage(ctx, false);
+      return;
+    }
+    ctx.opener = opener;
+    var headingId = ctx.panel.id + "-h";
+    ctx.panel.setAttribute("aria-labelledby", headingId);
+    ctx.panel.replaceChildren(
+      el("h3", { id: headingId, text: t("passage_heading", { n: source.n }) }),
+      el("dl", null,
+        el("dt", { text: t("passage_document") }), el("dd", { text: source.title }),
+        el("dt", { text: t("passage_section") }), el("dd", { text: source.section })),
+      el("blockquote", { class: "passage-text", "aria-label": t("passage_text") }, passageText(source)),
+      el("button", { type: "button", class: "close", text: t("close"),
+        onclick: function () { closePassage(ctx, true); } }));
+    ctx.panel.dataset.n = String(source.n);
+    ctx.panel.hidden = false;
+    setExpanded(ctx, source.n);
+    ctx.panel.focus();
+  }
+
+  function chip(text) {
+    return el("button", { type: "button", class: "chip", text: text,
+      onclick: function () { sendMessage(text); } });
+  }
+
+  function renderFeedback(reply) {
+    var status = el("span", { class: "fb-status", role: "status" });
+    var buttons = [];
+    function rate(value, button) {
+      if (button.getAttribute("aria-disabled") === "true") return;
+      buttons.forEach(function (b) { b.setAttribute("aria-disabled", "true"); });
+      postJSON("/api/feedback", { session_id: reply.session_id, message_id: reply.message_id, rating: value })
+        .then(function () {
+          button.setAttribute("aria-pressed", "true");
+          status.textContent = t("feedback_thanks");
+        }, function () {
+          buttons.forEach(function (b) { b.removeAttribute("aria-disabled"); });
+          status.textContent = t("feedback_error");
+        });
+    }
+    [[1, "👍", "feedback_up", "up"], [-1, "👎", "feedback_down", "down"]].forEach(function (spec) {
+      var b = el("button", { type: "button", class: "fb " + spec[3], "aria-pressed": "false",
+        "aria-label": t(spec[2]), title: t(spec[2]), text: spec[1] });
+      b.addEventListener("click", function () { rate(spec[0], b); });
+      buttons.push(b);
+    });
+    return el("div", { class: "feedback", role: "group", "aria-label": t("feedback_question") },
+      el("span", { class: "fb-question", text: t("feedback_question") }), buttons[0], buttons[1], status);
+  }
+
+  function addBotMessage(reply) {
+    state.seq += 1;
+    var id = "m" + state.seq;
+    var sources = {};
+    (reply.sources || []).forEach(function (s) { sources[String(s.n)] = s; });
+    var article = el("article", { class: "msg bot" + (isNoAnswer(reply) ? " no-answer" : ""), id: id,
+      "data-message-id": reply.message_id || "" });
+    var panel = el("section", { class: "passage", id: id + "-passage", tabindex: "-1", hidden: true });
+    var ctx = { article: article, panel: panel, sources: sources, language: reply.language, opener: null };
+    panel.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") closePassage(ctx, true);
+    });
+    article.append(el("p", { class: "who", text: t("assistant") }));
+    if (isNoAnswer(reply)) {
+      var url = safeUrl(t("urp_url"));
+      article.append(el("div", { class: "notice" },
+        el("p", { class: "notice-title", text: t("no_answer_title") }),
+        url ? el("a", { href: url, target: "_blank", rel: "noopener", text: t("no_answer_contact") }) : null));
+    }
+    if (reply.followup && reply.answered) article.append(el("p", { class: "note", text: t("followup_note") }));
+    article.append(renderAnswer(reply.answer, ctx));
+    var list = reply.sources || [];
+    if (list.length) {
+      var ol = el("ol", { class: "sources" });
+      list.forEach(function (s) {
+        ol.append(el("li", null, citeButton(s, ctx, "[" + s.n + "] " + s.title + " › " + s.section, "source-link")));
+      });
+      article.append(el("div", { class: "sources-box" }, el("h3", { text: t("sources") }), ol));
+    }
+    article.append(panel);
+    if (reply.suggestions && reply.suggestions.length) {
+      var chips = el("div", { class: "chips", role: "group", "aria-label": t("suggestions") });
+      reply.suggestions.forEach(function (s) { chips.append(chip(s)); });
+      article.append(el("p", { class: "chips-label", text: t("suggestions") }), chips);
+    }
+    if (reply.message_id && reply.session_id) article.append(renderFeedback(reply));
+    return addToLog(article);
+  }
+
+  // --- sending --------------------------------------------------------------------------------
+  function setBusy(busy) {
+    state.busy = busy;
+    sendButton.setAttribute("aria-disabled", String(busy));
+    log.setAttribute("aria-busy", String(busy));
+  }
+
+  function ask(message, onProgress) {
+    var payload = { message: message };
+    if (state.sessionId) payload.session_id = state.sessionId;
+    return transport.requestAnswer(payload, onProgress).catch(function (err) {
+      if (err instanceof ApiError && err.code === "unknown_session" && state.sessionId) {
+        state.sessionId = null; // expired: carry on in a new conversation
+        addNote(t("session_expired"));
+        return transport.requestAnswer({ message: message }, onProgress);
+      }
+      throw err;
+    });
+  }
+
+  /* Every message (typed, example or suggestion chip) goes through here. */
+  function sendMessage(text) {
+    var message = String(text || "").trim();
+    if (state.busy) return Promise.resolve();
+    if (!message) {
+      addError(t("error_empty"));
+      return Promise.resolve();
+    }
+    state.started = true;
+    setBusy(true);
+    addUserMessage(message);
+    var typing = addTyping();
+    var progress = function (partial) { // streamed model text (stream.js); the final reply replaces it
+      typing.querySelector(".typing-label").textContent = partial;
+    };
+    return ask(message, progress).then(function (reply) {
+      state.sessionId = reply.session_id || state.sessionId;
+      typing.remove();
+      addBotMessage(reply);
+    }, function (err) {
+      typing.remove();
+      addError(describeError(err));
+    }).then(function () {
+      setBusy(false);
+    });
+  }
+
+  function updateCounter() {
+    if (!counter) return;
+    counter.textContent = input.value.length ? t("char_count", { count: input.value.length, max: MAX_CHARS }) : "";
+  }
+
+  function newConversation() {
+    state.sessionId = null;
+    state.started = false;
+    renderWelcome();
+    input.focus();
+  }
+
+  function init() {
+    log = document.getElementById("log");
+    form = document.getElementById("composer");
+    input = document.getElementById("q");
+    sendButton = document.getElementById("send");
+    counter = document.getElementById("q-count");
+    input.setAttribute("maxlength", String(MAX_CHARS));
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (state.busy) return;
+      var text = input.value;
+      if (text.trim()) input.value = "";
+      updateCounter();
+      sendMessage(text);
+      input.focus();
+    });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit", { cancelable: true }));
+      }
+    });
+    input.addEventListener("input", updateCounter);
+    document.getElementById("lang-toggle").addEventListener("click", toggleLanguage);
+    document.getElementById("new-chat").addEventListener("click", newConversation);
+    loadStrings(initialLanguage()).then(renderWelcome, function (err) {
+      addError(describeError(err));
+    });
+  }
+
+  window.Sibyl = { sendMessage: sendMessage, transport: transport, postJSON: postJSON, ApiError: ApiError };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

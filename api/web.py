@@ -1,0 +1,51 @@
+"""The web chat: static page at / and an iframe-friendly /embed, strings from prompts/ui.<lang>.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import prompts
+
+STATIC = Path(__file__).parent / "static"
+
+router = APIRouter(include_in_schema=False)
+
+# Scripts and styles only from this origin: even if some text slipped through unescaped,
+# an injected <script> or inline handler would not run.
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}")
+
+
+@lru_cache(maxsize=4)
+def ui_strings(lang: str) -> dict[str, str]:
+    with (Path(prompts.__file__).parent / f"ui.{lang}.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _page(name: str, ancestors: str) -> FileResponse:
+    headers = {"Content-Security-Policy": _CSP.format(ancestors=ancestors), "Cache-Control": "no-cache",
+               "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff"}
+    if ancestors == "'none'":
+        headers["X-Frame-Options"] = "DENY"
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=headers)
+
+
+@router.get("/")
+def index() -> FileResponse:
+    return _page("index.html", "'none'")
+
+
+@router.get("/embed")
+def embed(request: Request) -> FileResponse:
+    return _page("embed.html", request.app.state.settings.embed_ancestors or "'none'")
+
+
+def mount(app) -> None:
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
