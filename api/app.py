@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, routes, stream, web
+from api import operator as operator_console
 from api.deps import Services
 from sibyl.settings import Settings, get_settings
 from sibyl.store import Store
@@ -73,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.health)
     app.include_router(stream.router)  # POST /api/chat/stream (server-sent events)
     web.mount(app)
+    operator_console.install(app)  # URP operator console under /operatore
     return app

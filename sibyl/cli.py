@@ -152,6 +152,17 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_llm(args) -> int:
+    from sibyl.bench_llm import run_bench_llm
+
+    try:
+        print(run_bench_llm(_settings(args), Path(args.file) if args.file else None, local=args.local,
+                            as_json=args.json, limit=args.limit))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_config(args) -> int:
     from sibyl.settings import env_example, masked
 
@@ -242,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-llm", help="benchmark LLM mode: latency, answers passing the checks, fallbacks, examples")
+    p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
+    p.add_argument("--local", action="store_true", help="start the bundled Gemma 3 270M server on loopback")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_llm)
 
     p = sub.add_parser("serve", help="serve the HTTP API and the web chat (builds the index on first start)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

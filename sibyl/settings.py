@@ -72,6 +72,42 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="'json' (one object per line) or 'text'.")
     log_messages: bool = Field(False, description="Log question and answer text at INFO (off by default: privacy).")
 
+    # URP operator console (issue 6)
+    operator_cookie_secure: bool = Field(
+        False, description="Always mark the operator session cookie Secure (it is anyway when the request is HTTPS)."
+    )
+    operator_session_hours: float = Field(8, gt=0, description="An operator session lasts this long.")
+    operator_max_failed_logins: int = Field(5, ge=1, description="Failed logins in a row before a lockout.")
+    operator_lockout_minutes: float = Field(15, gt=0, description="How long a locked-out account stays locked.")
+    upload_max_bytes: int = Field(10_000_000, ge=1024, description="Largest document an operator may upload.")
+
+    # Telegram bot (issue 4); the token and URLs use Telegram's usual names, without the SIBYL_ prefix
+    telegram_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token"),
+        description="Bot token from @BotFather; required by `sibyl telegram` and the webhook.")
+    telegram_api_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "telegram_api_base_url"),
+        description="A self-hosted Bot API server, e.g. http://127.0.0.1:8081 (default: api.telegram.org).")
+    telegram_webhook_url: str | None = Field(
+        None, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
+        description="Public HTTPS URL of the API's /telegram/webhook route; set = webhook mode in `sibyl serve`.")
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"),
+        description="Checked against the X-Telegram-Bot-Api-Secret-Token header of webhook calls.")
+    telegram_rate_limit: str = Field(
+        "8/minute;60/hour", description="Per-chat limit on questions to the bot, `limits` notation; empty = off.")
+
+    # Deployment and observability (issue 7)
+    chroma_url: str | None = Field(
+        None, description="Chroma server, e.g. http://chroma:8000; unset = the embedded store in data_dir/index."
+    )
+    chroma_token: SecretStr | None = Field(None, description="Token for a Chroma server with token auth.")
+    index_poll_seconds: float = Field(
+        15, ge=0, description="With a Chroma server: how often a replica looks for a generation another built; 0 = never."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="'json' (one object per line) or 'text'.")
+    log_messages: bool = Field(False, description="Log question and answer text at INFO (off by default: privacy).")
+
     log_level: str = "INFO"
 
     @field_validator("embedding")
