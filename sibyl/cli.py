@@ -214,6 +214,33 @@ def cmd_bench_api(args) -> int:
     return 0
 
 
+def cmd_operator(args) -> int:
+    """URP console accounts: the password is prompted (never an argument, so it stays out of shell history)."""
+    from sibyl.operators import OperatorError, Operators
+
+    operators = Operators.from_settings(_settings(args))
+    if args.action == "list":
+        for name in operators.usernames():
+            print(name)
+        return 0
+    if not args.name:
+        raise CliError(f"operator {args.action} needs a username", EXIT_USAGE)
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Repeat the password: ") != password:
+            raise CliError("the passwords do not match", EXIT_USAGE)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        operators.add(args.name, password, replace=args.action == "passwd")
+    except OperatorError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print(f"operator {args.name} {'updated' if args.action == 'passwd' else 'added'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sibyl", description="Sibyl, the City of Lecce's citizen assistant.")
     parser.add_argument("--data-dir", help="data directory (default: SIBYL_DATA_DIR or ./data)")
@@ -279,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective settings (secrets masked)")
     p.add_argument("--env-example", action="store_true", help="print every variable with its default (.env.example)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("operator", help="URP operator console accounts (password prompted or read from stdin)")
+    p.add_argument("action", choices=["add", "passwd", "list"], help="add an account, change a password, list")
+    p.add_argument("name", nargs="?", help="username")
+    p.set_defaults(func=cmd_operator)
     return parser
 
 

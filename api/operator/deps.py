@@ -1,0 +1,135 @@
+"""Operator console state and dependencies: the logged-in operator, CSRF check, language, rendering."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from retrieval.drafts import strings, t
+from sibyl.documents import DocumentManager
+from sibyl.operators import LoginSession, Operators
+from sibyl.reports import AreaClassifier
+
+HERE = Path(__file__).parent
+COOKIE = "sibyl_operator"
+LOGIN_COOKIE = "sibyl_operator_login"  # double-submit CSRF token for the login form (no session yet)
+LANG_COOKIE = "sibyl_operator_lang"
+PREFIX = "/operatore"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+class NotLoggedIn(Exception):
+    """No valid operator session: 401 (the login form for a browser)."""
+
+
+class CsrfFailed(Exception):
+    """Missing or wrong CSRF token: 403."""
+
+
+@dataclass
+class Console:
+    operators: Operators
+    documents: DocumentManager
+    services: object
+    _classifier: AreaClassifier | None = None
+    _classifier_generation: str | None = None
+
+    def classifier(self) -> AreaClassifier:
+        """Rebuilt when the index generation changes (an upload may add DUP areas)."""
+        pipeline = self.services.pipeline
+        generation = pipeline.index.manifest.get("generation")
+        if self._classifier is None or self._classifier_generation != generation:
+            self._classifier, self._classifier_generation = AreaClassifier(pipeline), generation
+        return self._classifier
+
+
+_lock = threading.Lock()
+
+
+def get_console(request: Request) -> Console:
+    services = request.app.state.services
+    console = getattr(request.app.state, "operator_console", None)
+    if console is None or console.services is not services:  # a new lifespan built new services
+        with _lock:
+            console = getattr(request.app.state, "operator_console", None)
+            if console is None or console.services is not services:
+                operators = Operators.from_settings(services.settings, engine=services.store.engine)
+
+                def audit_job(job):
+                    operators.audit(job.username, f"{job.kind}_{job.state}",
+                                    {"job": job.id, "document": job.document, "message": job.message,
+                                     "generation": job.generation})
+
+                documents = DocumentManager(services.pipeline, services.settings.upload_max_bytes, on_finish=audit_job)
+                console = Console(operators, documents, services)
+                request.app.state.operator_console = console
+    return console
+
+
+ConsoleDep = Annotated[Console, Depends(get_console)]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def language(request: Request) -> str:
+    lang = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE) or "it"
+    return lang if lang in ("it", "en") else "it"
+
+
+def current_operator(request: Request, console: ConsoleDep) -> LoginSession:
+    session = console.operators.session(request.cookies.get(COOKIE))
+    if session is None:
+        raise NotLoggedIn()
+    request.state.operator = session
+    return session
+
+
+OperatorDep = Annotated[LoginSession, Depends(current_operator)]
+
+
+async def csrf_protected(request: Request, operator: OperatorDep) -> LoginSession:
+    """Every state-changing request carries the session's token, in a form field or X-CSRF-Token."""
+    token = request.headers.get("x-csrf-token")
+    if not token and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()  # cached by Starlette: the endpoint reads the same form
+        token = form.get("csrf_token")
+    if not Operators.csrf_ok(operator, token if isinstance(token, str) else None):
+        raise CsrfFailed()
+    return operator
+
+
+CsrfOperatorDep = Annotated[LoginSession, Depends(csrf_protected)]
+
+
+def cookie_secure(request: Request, settings) -> bool:
+    return bool(settings.operator_cookie_secure) or request.url.scheme == "https"
+
+
+def render(request: Request, name: str, context: dict, status_code: int = 200) -> HTMLResponse:
+    lang = language(request)
+    operator = getattr(request.state, "operator", None)
+    ctx = {"lang": lang, "s": strings(lang), "t": lambda key, **kw: t(lang, key, **kw), "operator": operator,
+           "csrf": operator.csrf if operator else "", "prefix": PREFIX, **context}
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    if request.query_params.get("lang") in ("it", "en"):
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path=PREFIX, samesite="strict", httponly=True)
+    return response

@@ -1,0 +1,239 @@
+"""Operator search: the pipeline's hybrid retrieval plus the filters an office needs (objective,
+% realised), matched words highlighted safely, and the facets to fill the filter menus."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html import escape
+
+from markupsafe import Markup
+
+from retrieval.lexical import ALL_STOPWORDS, _stemmer
+from retrieval.retriever import Filters
+from retrieval.text import fold
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+DEPTH = 50  # candidates fetched before the post-filters (objective, % realised)
+
+
+class BadFilter(ValueError):
+    """A filter value that cannot be read; the message is safe to show."""
+
+
+@dataclass
+class ConsoleQuery:
+    q: str
+    document: str | None = None
+    area: int | None = None
+    objective: str | None = None
+    year: int | None = None
+    realised_min: float | None = None
+    realised_max: float | None = None
+    sort: str = "relevance"  # or "area"
+    k: int = 20
+
+    @classmethod
+    def parse(cls, q: str, document: str = "", area: str = "", objective: str = "", year: str = "",
+              realised_min: str = "", realised_max: str = "", sort: str = "relevance", k: int = 20) -> "ConsoleQuery":
+        """From raw form strings; '' means no filter. `area` may be 'document|N' to pin the area's document."""
+        doc = document.strip() or None
+        area_no = None
+        if area.strip():
+            a_doc, _, a_no = area.strip().rpartition("|")
+            try:
+                area_no = int(a_no)
+            except ValueError:
+                raise BadFilter("area must be a number") from None
+            if a_doc:
+                if doc and doc != a_doc:
+                    raise BadFilter("the area belongs to another document")
+                doc = a_doc
+        objective = objective.strip() or None
+        if objective and not re.fullmatch(r"\d+(\.\d+)*", objective):
+            raise BadFilter("objective must look like 4 or 4.2")
+        try:
+            year_no = int(year) if year.strip() else None
+        except ValueError:
+            raise BadFilter("year must be a number") from None
+        lo, hi = _percent(realised_min), _percent(realised_max)
+        if lo is not None and hi is not None and lo > hi:
+            raise BadFilter("the minimum % realised is above the maximum")
+        if sort not in ("relevance", "area"):
+            raise BadFilter("sort must be 'relevance' or 'area'")
+        return cls(q, doc, area_no, objective, year_no, lo, hi, sort, k)
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(document=self.document, area=self.area, year=self.year)
+
+    def post_filtered(self) -> bool:
+        return bool(self.objective) or self.realised_min is not None or self.realised_max is not None
+
+
+def _percent(value: str) -> float | None:
+    value = (value or "").strip().rstrip("%").replace(",", ".")
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadFilter("% realised must be a number between 0 and 100") from None
+    if not 0 <= number <= 100:
+        raise BadFilter("% realised must be a number between 0 and 100")
+    return number
+
+
+def realised_value(meta: dict) -> float | None:
+    raw = str(meta.get("realised") or "").replace(",", ".").strip()
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def objective_matches(meta: dict, objective: str) -> bool:
+    value = str(meta.get("objective") or "")
+    return value == objective or value.startswith(objective + ".")
+
+
+@dataclass
+class ConsoleHit:
+    id: str
+    rank: int
+    score: float
+    document: str
+    title: str
+    section: str
+    text: str
+    metadata: dict
+    snippet: Markup = Markup("")
+    full: Markup = Markup("")
+
+    @property
+    def area(self) -> int | None:
+        return self.metadata.get("area")
+
+
+@dataclass
+class ConsoleResult:
+    query: ConsoleQuery
+    language: str
+    hits: list[ConsoleHit] = field(default_factory=list)
+    terms: set[str] = field(default_factory=set)
+
+
+def query_stems(text: str) -> set[str]:
+    stems = set()
+    for word in (fold(w) for w in _WORD.findall(text)):
+        if word in ALL_STOPWORDS or (len(word) < 2 and not word.isdigit()):
+            continue
+        stems.add(_stemmer("it").stemWord(word))
+        stems.add(_stemmer("en").stemWord(word))
+    return stems
+
+
+def _matches(word: str, stems: set[str]) -> bool:
+    w = fold(word)
+    if w in ALL_STOPWORDS:
+        return False
+    return _stemmer("it").stemWord(w) in stems or _stemmer("en").stemWord(w) in stems
+
+
+def highlight(text: str, stems: set[str]) -> Markup:
+    """Escape every piece of the passage, then wrap the words that share a stem with the query in <mark>."""
+    out, pos = [], 0
+    for m in _WORD.finditer(text):
+        if _matches(m.group(), stems):
+            out.append(escape(text[pos : m.start()]))
+            out.append(f"<mark>{escape(m.group())}</mark>")
+            pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("".join(out))
+
+
+def snippet(text: str, stems: set[str], section: str = "", width: int = 320) -> Markup:
+    """The passage body around its first matched word (the title line is shown separately)."""
+    lines = text.split("\n")
+    skip = 2 if section and not section.startswith("§") and len(lines) > 2 else 1  # title (+ section) lines
+    body = " ".join(line.strip() for line in lines[skip:] if line.strip()) or text
+    first = next((m.start() for m in _WORD.finditer(body) if _matches(m.group(), stems)), 0)
+    start = max(0, first - width // 3)
+    if start:
+        start = body.rfind(" ", 0, start) + 1
+    end = min(len(body), start + width)
+    if end < len(body):
+        end = body.rfind(" ", start, end) if body.rfind(" ", start, end) > start else end
+    piece = highlight(body[start:end], stems)
+    return Markup(("… " if start else "") + piece + (" …" if end < len(body) else ""))
+
+
+def _area_key(hit: ConsoleHit) -> tuple:
+    meta = hit.metadata
+    objective = tuple(int(p) for p in str(meta.get("objective") or "").split(".") if p.isdigit())
+    return (meta.get("area") is None, hit.document, meta.get("area") or 0, objective, hit.rank)
+
+
+def console_search(pipeline, query: ConsoleQuery) -> ConsoleResult:
+    """Raises BadQuestion for an empty or too long query (the pipeline's own check)."""
+    depth = DEPTH if query.post_filtered() else query.k
+    result = pipeline.search(query.q, k=depth, filters=query.filters)
+    stems = query_stems(result.query)
+    hits: list[ConsoleHit] = []
+    for h in result.hits:
+        meta = h.record["metadata"]
+        if query.objective and not objective_matches(meta, query.objective):
+            continue
+        if query.realised_min is not None or query.realised_max is not None:
+            value = realised_value(meta)
+            if value is None:
+                continue
+            if query.realised_min is not None and value < query.realised_min:
+                continue
+            if query.realised_max is not None and value > query.realised_max:
+                continue
+        rec = h.record
+        hits.append(ConsoleHit(rec["id"], len(hits) + 1, h.score, rec["document"], rec["title"], rec["section"],
+                               rec["text"], meta, snippet(rec["text"], stems, rec["section"]), highlight(rec["text"], stems)))
+        if len(hits) >= query.k:
+            break
+    if query.sort == "area":
+        hits.sort(key=_area_key)
+    return ConsoleResult(query, result.language, hits, stems)
+
+
+@dataclass
+class Facets:
+    documents: list[tuple[str, str]]  # (id, title)
+    areas: list[tuple[str, str]]  # ('document|N', label)
+    objectives: list[str]
+    years: list[int]
+
+
+def facets(pipeline) -> Facets:
+    """Filter menus from what the current index holds (an uploaded document appears at once)."""
+    docs = pipeline.index.manifest.get("documents", {})
+    areas: dict[str, str] = {}
+    objectives: set[str] = set()
+    years: set[int] = set()
+    for rec in pipeline.index.records.values():
+        meta = rec["metadata"]
+        if meta.get("area") is not None:
+            short = "DUP" if meta.get("doc_kind") == "dup" else docs.get(rec["document"], {}).get("title", rec["document"])
+            areas.setdefault(f"{rec['document']}|{meta['area']}", f"{short} · {meta['area']}. {meta.get('area_name', '')}")
+        if meta.get("objective"):
+            objectives.add(str(meta["objective"]))
+        for key in meta:
+            if key.startswith("year_") and key[5:].isdigit():
+                years.add(int(key[5:]))
+    def area_sort(item):
+        doc, _, n = item[0].rpartition("|")
+        return (docs.get(doc, {}).get("parser") != "dup", doc, int(n))
+    def objective_sort(value: str):
+        return tuple(int(p) for p in value.split(".") if p.isdigit())
+    return Facets(sorted(((d, info.get("title", d)) for d, info in docs.items()), key=lambda x: x[1].lower()),
+                  sorted(areas.items(), key=area_sort), sorted(objectives, key=objective_sort), sorted(years))
+
+
+def passage(pipeline, chunk_id: str) -> dict | None:
+    return pipeline.index.records.get(chunk_id)

@@ -1,0 +1,96 @@
+"""Reply drafts for URP operators: the grounded answer with numbered sources, laid out for an
+e-mail or PEC reply, in plain text and HTML. Wording comes from prompts/operator.{it,en}.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from html import escape
+
+import prompts
+from retrieval.answer import Answer, source_label
+
+LANGUAGES = ("it", "en")
+
+
+@lru_cache(maxsize=2)
+def strings(language: str) -> dict:
+    """Operator console texts (UI and draft templates) in one language; Italian when unknown."""
+    lang = language if language in LANGUAGES else "it"
+    with (prompts.HERE / f"operator.{lang}.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def t(language: str, key: str, **values) -> str:
+    template = strings(language)[key]
+    return template.format(**values) if values else template
+
+
+@dataclass
+class Draft:
+    question: str
+    language: str
+    answered: bool
+    subject: str
+    text: str
+    html: str
+    sources: list[dict]
+
+
+def _body_lines(answer: Answer) -> tuple[str, list[str]]:
+    """The answer's lead sentence and its bullet lines (the source list is rebuilt below)."""
+    heading = prompts.text(answer.language, "sources_heading")
+    lines = answer.answer.split("\n")
+    lead = next((line for line in lines if line.strip()), "")
+    bullets = []
+    for line in lines[1:]:
+        if line.strip().startswith(heading):
+            break
+        if line.strip().startswith("- "):
+            bullets.append(line.strip()[2:])
+    return lead, bullets
+
+
+def compose_draft(answer: Answer, language: str) -> Draft:
+    """One draft from an Answer already in `language` (ask the pipeline with language=... first)."""
+    lang = language if language in LANGUAGES else "it"
+    s = strings(lang)
+    question = " ".join(answer.question.split())
+    subject = t(lang, "draft_subject", question=_shorten(question, 80))
+    greeting, closing, signature = s["draft_greeting"], s["draft_closing"], s["draft_signature"]
+    if not answer.answered:
+        intro = t(lang, "draft_not_found", question=question, urp=prompts.text(lang, "urp_contact"))
+        text = "\n\n".join([greeting, intro, closing, signature]) + "\n"
+        html = "".join(f"<p>{escape(p)}</p>" for p in (greeting, intro, closing)) + \
+            f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"
+        return Draft(question, lang, False, subject, text, html, [])
+    lead, bullets = _body_lines(answer)
+    intro = t(lang, "draft_intro", question=question)
+    sources = [{"n": src.n, "label": source_label(src, lang), "document": src.document, "id": src.id}
+               for src in answer.sources]
+    heading = s["draft_sources"]
+    plain = [greeting, "", intro, lead, ""]
+    plain += [f"- {b}" for b in bullets]
+    plain += ["", f"{heading}:"]
+    plain += [f"[{src['n']}] {src['label']}" for src in sources]
+    plain += ["", s["draft_note"], "", closing, signature]
+    text = "\n".join(plain).strip() + "\n"
+    html = [f"<p>{escape(greeting)}</p>", f"<p>{escape(intro)} {escape(lead)}</p>", "<ul>"]
+    html += [f"<li>{escape(b)}</li>" for b in bullets]
+    html += ["</ul>", f"<p><strong>{escape(heading)}:</strong></p>", "<ol>"]
+    html += [f'<li value="{src["n"]}">{escape(src["label"])}</li>' for src in sources]
+    html += ["</ol>", f"<p><em>{escape(s['draft_note'])}</em></p>", f"<p>{escape(closing)}</p>",
+             f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"]
+    return Draft(question, lang, True, subject, text, "\n".join(html), sources)
+
+
+def draft_reply(pipeline, question: str, language: str = "it") -> Draft:
+    """Ask the pipeline in the reply's language and lay the grounded answer out as a letter.
+    Raises BadQuestion for empty or too long input."""
+    lang = language if language in LANGUAGES else "it"
+    return compose_draft(pipeline.ask(question, language=lang), lang)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

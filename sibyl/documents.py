@@ -1,0 +1,246 @@
+"""Document management for operators: list, upload, remove, re-index without stopping the service.
+
+An upload is parsed in a scratch directory first; only a readable document is written into the
+corpus. Ingest then runs in a background thread and builds a new index generation that the
+pipeline picks up with reload(); if it fails, the file change is rolled back and the old generation
+keeps serving. One job runs at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retrieval.corpus import SUPPORTED, document_id, parse_file
+from retrieval.language import detect_language
+from retrieval.parsers.generic import UnreadableDocument, sniff_kind
+
+log = logging.getLogger(__name__)
+
+EXTENSION = {"pdf": ".pdf", "docx": ".docx", "html": ".html"}
+
+
+class UploadRejected(ValueError):
+    """The upload is refused and nothing changed; `code` is the HTTP status, the message is safe to show."""
+
+    def __init__(self, message: str, code: int = 422, key: str = "upload_unreadable") -> None:
+        super().__init__(message)
+        self.code = code
+        self.key = key
+
+
+class Busy(RuntimeError):
+    """Another ingest job is running."""
+
+
+@dataclass
+class Job:
+    id: int
+    kind: str  # upload | remove | reindex
+    document: str | None
+    username: str
+    state: str = "running"  # running | done | failed
+    message: str = ""
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    generation: str | None = None
+    info: dict = field(default_factory=dict)  # the parsed upload (title, language, chunks)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "document": self.document, "username": self.username,
+                "state": self.state, "message": self.message, "started": self.started, "finished": self.finished,
+                "generation": self.generation}
+
+
+def safe_stem(filename: str) -> str:
+    """A document id from an uploaded file name: ASCII letters, digits and dashes only."""
+    stem = Path(filename or "").name
+    for suffix in (".it.txt", ".en.txt"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-").lower()[:60]
+    return stem or "documento"
+
+
+class DocumentManager:
+    def __init__(self, pipeline, max_bytes: int, on_finish=None) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.max_bytes = max_bytes
+        self.on_finish = on_finish  # called with the finished Job (the console audits it)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.jobs: list[Job] = []
+
+    @property
+    def corpus_dir(self) -> Path:
+        return Path(self.settings.corpus_dir)
+
+    @property
+    def trash_dir(self) -> Path:
+        return Path(self.settings.data_dir) / "removed-documents"
+
+    # --- listing -----------------------------------------------------------------------------
+    def documents(self) -> list[dict]:
+        manifest = self.pipeline.index.manifest
+        out = []
+        for doc_id, info in sorted(manifest.get("documents", {}).items()):
+            path = self.corpus_dir / info.get("source_file", "")
+            out.append({**info, "indexed_at": manifest.get("built_at"), "generation": manifest.get("generation"),
+                        "added_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
+                        if path.exists() else None})
+        return out
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return [tuple(x) for x in self.pipeline.index.manifest.get("skipped", [])]
+
+    def running(self) -> Job | None:
+        return next((j for j in self.jobs if j.state == "running"), None)
+
+    def job(self, job_id: int) -> Job | None:
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    # --- validation ----------------------------------------------------------------------------
+    def validate(self, filename: str, data: bytes) -> tuple[str, dict]:
+        """(file name to write, parsed document info) or UploadRejected. Type comes from the bytes."""
+        if len(data) > self.max_bytes:
+            raise UploadRejected(f"file larger than {self.max_bytes} bytes", 413, "upload_too_large")
+        if not data.strip():
+            raise UploadRejected("empty file", 422, "upload_empty")
+        kind = sniff_kind(data)
+        if kind == "binary":
+            raise UploadRejected("not a PDF, DOCX, HTML, Markdown or text file", 415, "upload_type")
+        stem = safe_stem(filename)
+        if kind in EXTENSION:
+            ext = EXTENSION[kind]
+        else:
+            ext = ".md" if Path(filename or "").suffix.lower() in (".md", ".markdown") else ".txt"
+        name = stem + ext
+        with tempfile.TemporaryDirectory(prefix="sibyl-upload-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            fallback = self.settings.default_language
+            try:
+                chunks, info = parse_file(path, {}, lambda text: detect_language(text, fallback))
+            except (UnreadableDocument, UnicodeDecodeError, ValueError, OSError) as exc:
+                raise UploadRejected(str(exc), 422, "upload_unreadable") from None
+            except Exception as exc:  # parsers of third-party formats raise anything
+                log.warning("upload %s failed to parse: %r", filename, exc)
+                raise UploadRejected(f"could not be parsed ({type(exc).__name__})", 422, "upload_unreadable") from None
+        doc_id = document_id(Path(name))
+        existing = {document_id(p) for p in self.corpus_dir.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED}
+        if doc_id in existing or doc_id in self.pipeline.index.manifest.get("documents", {}):
+            raise UploadRejected(f"a document with id {doc_id!r} already exists", 409, "upload_exists")
+        info["chunks"] = len(chunks)
+        return name, info
+
+    # --- jobs -------------------------------------------------------------------------------------
+    def _start(self, job: Job, work, rollback=None) -> Job:
+        with self._lock:
+            if self.running() is not None:
+                raise Busy("an indexing job is already running")
+            self.jobs.append(job)
+            self.jobs[:] = self.jobs[-50:]
+        thread = threading.Thread(target=self._run, args=(job, work, rollback), name=f"ingest-{job.id}", daemon=True)
+        self._thread = thread
+        thread.start()
+        return job
+
+    def _next_id(self) -> int:
+        return (self.jobs[-1].id + 1) if self.jobs else 1
+
+    def _run(self, job: Job, work, rollback) -> None:
+        try:
+            result = work()
+            self.pipeline.reload()
+            job.generation = result.generation
+            job.state, job.message = "done", f"{result.chunks} chunks, {len(result.documents)} documents"
+        except Exception as exc:
+            log.exception("ingest job %s failed", job.id)
+            if rollback is not None:
+                try:
+                    rollback()
+                except Exception:
+                    log.exception("rollback of job %s failed", job.id)
+            job.state, job.message = "failed", str(exc) or type(exc).__name__
+        finally:
+            job.finished = time.time()
+            if self.on_finish is not None:
+                try:
+                    self.on_finish(job)
+                except Exception:
+                    log.exception("on_finish for job %s failed", job.id)
+
+    def wait(self, timeout: float | None = None) -> Job | None:
+        """Block until the current job ends (tests and the CLI); returns the last job."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.jobs[-1] if self.jobs else None
+
+    def upload(self, filename: str, data: bytes, username: str) -> Job:
+        if self.running() is not None:
+            raise Busy("an indexing job is already running")
+        name, info = self.validate(filename, data)
+        target = self.corpus_dir / name
+        tmp = self.corpus_dir / f".{name}.{os.getpid()}.part"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+        def work():
+            result = self.pipeline.store.ingest(self.corpus_dir)
+            if info["id"] not in result.documents:
+                reason = dict(result.skipped).get(name, "not indexed")
+                raise UnreadableDocument(reason)
+            return result
+
+        def rollback():
+            target.unlink(missing_ok=True)
+            if self.pipeline.store.current() and info["id"] in self.pipeline.store.current().get("documents", {}):
+                self.pipeline.store.ingest(self.corpus_dir)  # the file was indexed before failing: index without it
+
+        job = Job(self._next_id(), "upload", info["id"], username, info=info)
+        try:
+            return self._start(job, work, rollback)
+        except Busy:
+            target.unlink(missing_ok=True)
+            raise
+
+    def remove(self, doc_id: str, username: str) -> Job:
+        docs = self.pipeline.index.manifest.get("documents", {})
+        if doc_id not in docs:
+            raise KeyError(doc_id)
+        source = self.corpus_dir / docs[doc_id]["source_file"]
+        if not source.exists():
+            raise KeyError(doc_id)
+        if len(docs) <= 1:
+            raise UploadRejected("the last document cannot be removed", 409, "remove_last")
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        parked = self.trash_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{source.name}"
+        if self.running() is not None:
+            raise Busy("an indexing job is already running")
+        shutil.move(source, parked)
+
+        def rollback():
+            shutil.move(parked, source)
+
+        try:
+            return self._start(Job(self._next_id(), "remove", doc_id, username),
+                               lambda: self.pipeline.store.ingest(self.corpus_dir), rollback)
+        except Busy:
+            rollback()
+            raise
+
+    def reindex(self, username: str) -> Job:
+        return self._start(Job(self._next_id(), "reindex", None, username),
+                           lambda: self.pipeline.store.ingest(self.corpus_dir, force=True))
