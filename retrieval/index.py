@@ -16,21 +16,26 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import chromadb
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import NotFoundError
 
 from retrieval.chunks import Chunk
 from retrieval.corpus import load_corpus
 from retrieval.embeddings import embedding_id, get_embeddings
 from retrieval.language import detect_language
 from retrieval.lexical import LexicalIndex
+from sibyl import observability
 from sibyl.settings import Settings
 
 log = logging.getLogger(__name__)
 
 POINTER = "CURRENT.json"
+POINTER_COLLECTION = "sibyl_pointer"  # with a Chroma server: the pointer every replica reads
 BATCH = 64
+PAGE = 500
 
 
 class IndexMissing(RuntimeError):
@@ -50,6 +55,14 @@ class IngestResult:
 
 
 def chroma_client(settings: Settings):
+    if settings.chroma_url:
+        url = urlsplit(settings.chroma_url)
+        token = settings.chroma_token.get_secret_value() if settings.chroma_token else ""
+        return chromadb.HttpClient(
+            host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80), ssl=url.scheme == "https",
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+            settings=ChromaSettings(anonymized_telemetry=False),
+        )
     path = settings.index_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
@@ -67,14 +80,30 @@ class IndexStore:
             self._client = chroma_client(self.settings)
         return self._client
 
+    @property
+    def shared(self) -> bool:
+        """With a Chroma server, replicas on other machines must agree on the generation: the pointer lives there."""
+        return bool(self.settings.chroma_url)
+
     # --- pointer -------------------------------------------------------------------------
     def current(self) -> dict | None:
+        if self.shared:
+            try:
+                pointer = self.client.get_collection(POINTER_COLLECTION)
+            except NotFoundError:
+                return None
+            raw = (pointer.metadata or {}).get("manifest")
+            return json.loads(raw) if raw else None
         path = self.root / POINTER
         if not path.exists():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
     def _switch(self, manifest: dict) -> None:
+        if self.shared:  # one metadata update on the server: atomic for every reader
+            pointer = self.client.get_or_create_collection(POINTER_COLLECTION, embedding_function=None)
+            pointer.modify(metadata={"manifest": json.dumps(manifest, ensure_ascii=False)})
+            return
         tmp = self.root / f".{POINTER}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(tmp, self.root / POINTER)
@@ -104,16 +133,17 @@ class IndexStore:
             f"sibyl_{generation}", metadata={"hnsw:space": "cosine", "embedding": model_id}, embedding_function=None
         )
         reused_vectors = self._reusable_vectors(current, model_id, corpus.chunks)
+        order = {c.id: i for i, c in enumerate(corpus.chunks)}
         embeddings = get_embeddings(self.settings.embedding, self.settings.embedding_threads)
         todo = [c for c in corpus.chunks if c.id not in reused_vectors]
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
             vectors = embeddings.embed_documents([embedding_text(c) for c in batch])
-            _add(collection, batch, vectors)
+            _add(collection, batch, vectors, order)
         reused = [c for c in corpus.chunks if c.id in reused_vectors]
         for start in range(0, len(reused), BATCH):
             batch = reused[start : start + BATCH]
-            _add(collection, batch, [reused_vectors[c.id] for c in batch])
+            _add(collection, batch, [reused_vectors[c.id] for c in batch], order)
 
         lexical = LexicalIndex.build([c.id for c in corpus.chunks], [c.text for c in corpus.chunks],
                                      [c.language for c in corpus.chunks])
@@ -136,6 +166,7 @@ class IndexStore:
         (gen_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         self._switch(manifest)
         self._cleanup(keep={generation, current["generation"] if current else ""})
+        observability.ingest_finished(seconds)
         log.info("index generation %s built: %d chunks (%d embedded, %d reused) in %.1fs",
                  generation, len(corpus.chunks), len(todo), len(reused), seconds)
         return IngestResult(generation, True, len(corpus.chunks), len(todo), len(reused), seconds,
@@ -146,6 +177,8 @@ class IndexStore:
             self.client.get_collection(manifest["collection"])
         except Exception:
             return False
+        if self.shared:
+            return True  # the local BM25 files are rebuilt from the collection on load
         return self.generation_dir(manifest["generation"]).joinpath("bm25").exists()
 
     def _reusable_vectors(self, current: dict | None, model_id: str, chunks: list[Chunk]) -> dict[str, list[float]]:
@@ -179,20 +212,62 @@ class IndexStore:
     def load(self) -> "LoadedIndex":
         manifest = self.current()
         if manifest is None:
-            raise IndexMissing(f"no index in {self.root}; run `sibyl ingest` first")
+            where = self.settings.chroma_url if self.shared else self.root
+            raise IndexMissing(f"no index in {where}; run `sibyl ingest` first")
         gen_dir = self.generation_dir(manifest["generation"])
+        collection = self.client.get_collection(manifest["collection"])
+        if not _complete(gen_dir):
+            self._rebuild_local(manifest, collection)
         records = {}
         with (gen_dir / "chunks.jsonl").open(encoding="utf-8") as fh:
             for line in fh:
                 rec = json.loads(line)
                 records[rec["id"]] = rec
+        observability.index_loaded(manifest)
         return LoadedIndex(
             manifest=manifest,
-            collection=self.client.get_collection(manifest["collection"]),
+            collection=collection,
             lexical=LexicalIndex.load(gen_dir / "bm25"),
             records=records,
             client=self.client,
         )
+
+    def _rebuild_local(self, manifest: dict, collection) -> None:
+        """Another replica built this generation: derive the chunk records and BM25 from the collection."""
+        started = time.perf_counter()
+        rows = []
+        while True:
+            got = collection.get(include=["documents", "metadatas"], limit=PAGE, offset=len(rows))
+            if not got["ids"]:
+                break
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                meta = dict(meta or {})
+                ordinal = meta.pop("ordinal", len(rows))
+                meta.pop("content_hash", None)
+                rows.append((ordinal, {"id": cid, "document": meta["document"], "title": meta["title"],
+                                       "section": meta["section"], "text": text, "language": meta["language"],
+                                       "metadata": meta}))
+        rows.sort(key=lambda row: row[0])
+        records = [rec for _, rec in rows]
+        gen_dir = self.generation_dir(manifest["generation"])
+        tmp = gen_dir.parent / f".{gen_dir.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp"
+        tmp.mkdir(parents=True)
+        LexicalIndex.build([r["id"] for r in records], [r["text"] for r in records],
+                           [r["language"] for r in records]).save(tmp / "bm25")
+        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        if gen_dir.exists() and not _complete(gen_dir):  # a crashed ingest's leftovers
+            stale = tmp.with_suffix(".stale")
+            os.rename(gen_dir, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(tmp, gen_dir)
+        except OSError:  # another process on this volume finished first: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("index generation %s: %d chunk records and BM25 rebuilt from Chroma in %.1fs",
+                 manifest["generation"], len(records), time.perf_counter() - started)
 
 
 @dataclass
@@ -202,6 +277,10 @@ class LoadedIndex:
     lexical: LexicalIndex
     records: dict[str, dict]
     client: object = None
+
+
+def _complete(gen_dir: Path) -> bool:
+    return (gen_dir / "chunks.jsonl").exists() and (gen_dir / "bm25").exists()
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -221,10 +300,11 @@ def corpus_digest(chunks: list[Chunk], model_id: str) -> str:
     return h.hexdigest()
 
 
-def _add(collection, chunks: list[Chunk], vectors: list[list[float]]) -> None:
+def _add(collection, chunks: list[Chunk], vectors: list[list[float]], order: dict[str, int]) -> None:
     metas = []
     for c in chunks:
         meta = c.flat_metadata()
         meta["content_hash"] = c.content_hash
+        meta["ordinal"] = order[c.id]  # corpus order, so a replica rebuilds BM25 identically
         metas.append(meta)
     collection.add(ids=[c.id for c in chunks], embeddings=vectors, documents=[c.text for c in chunks], metadatas=metas)

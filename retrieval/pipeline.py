@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Pipeline:
         self.embeddings = get_embeddings(settings.embedding, settings.embedding_threads)
         self._lock = threading.Lock()
         self._load(self.store.load())
+        self._checked = time.monotonic()
         self.llm = _llm_answerer(settings)
 
     @classmethod
@@ -75,6 +77,17 @@ class Pipeline:
         if current and current["generation"] != self.index.manifest["generation"]:
             self._load(self.store.load())
 
+    def follow_index(self) -> None:
+        """With a Chroma server, another replica may switch generations: look every few seconds."""
+        interval = self.settings.index_poll_seconds
+        if not self.store.shared or not interval or time.monotonic() - self._checked < interval:
+            return
+        self._checked = time.monotonic()
+        try:
+            self.reload()
+        except Exception as exc:  # keep serving the loaded generation; the next request looks again
+            log.warning("index check failed, still serving %s: %s", self.index.manifest["generation"], exc)
+
     # --- input -----------------------------------------------------------------------------
     def clean_question(self, question: str) -> str:
         if not isinstance(question, str):
@@ -98,6 +111,7 @@ class Pipeline:
     def search(self, query: str, k: int | None = None, language: str | None = None,
                filters: Filters | None = None) -> SearchResult:
         query = self.clean_question(query)
+        self.follow_index()
         lang = self.language_of(query, language)
         hits = self.retriever.search(query, k=k or self.settings.top_k, filters=filters)
         return SearchResult(query, lang, hits)
@@ -137,6 +151,7 @@ class Pipeline:
     def extractive(self, question: str, language: str | None = None, filters: Filters | None = None,
                    retrieval_query: str | None = None, fallback_language: str | None = None) -> Answer:
         question = self.clean_question(question)
+        self.follow_index()
         lang = self.language_of(question, language, fallback_language)
         kind = self.intent(question)
         if kind != "question":

@@ -64,14 +64,6 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(400, ge=16, le=8192)
     llm_temperature: float = Field(0.0, ge=0, le=2)
 
-    # Deployment and observability (issue 7)
-    chroma_url: str | None = Field(
-        None, description="Chroma server, e.g. http://chroma:8000; unset = the embedded store in data_dir/index."
-    )
-    chroma_token: SecretStr | None = Field(None, description="Token for a Chroma server with token auth.")
-    log_format: Literal["json", "text"] = Field("json", description="'json' (one object per line) or 'text'.")
-    log_messages: bool = Field(False, description="Log question and answer text at INFO (off by default: privacy).")
-
     # URP operator console (issue 6)
     operator_cookie_secure: bool = Field(
         False, description="Always mark the operator session cookie Secure (it is anyway when the request is HTTPS)."
@@ -211,8 +203,12 @@ def env_names(name: str) -> list[str]:
     alias = info.validation_alias
     if isinstance(alias, str):
         return [alias]
-    if isinstance(alias, AliasChoices):
-        return [c for c in alias.choices if isinstance(c, str)]
+    if isinstance(alias, AliasChoices):  # environment names are case-insensitive: one per spelling
+        names: dict[str, str] = {}
+        for choice in alias.choices:
+            if isinstance(choice, str):
+                names.setdefault(choice.upper(), choice)
+        return list(names.values())
     return [f"SIBYL_{name.upper()}"]
 
 
