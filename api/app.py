@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors, routes, stream, web
 from api import operator as operator_console
 from api.deps import Services
+from bot import webhook as telegram_webhook
 from sibyl.settings import Settings, get_settings
 from sibyl.store import Store
 
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream.router)  # POST /api/chat/stream (server-sent events)
     web.mount(app)
     operator_console.install(app)  # URP operator console under /operatore
+    app.include_router(telegram_webhook.router)  # POST /telegram/webhook when TELEGRAM_WEBHOOK_URL is set
     return app

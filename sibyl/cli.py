@@ -175,6 +175,37 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_telegram(args) -> int:
+    """The Telegram bot by long polling: check the token first (fast, clear failure), then load the index."""
+    import asyncio
+
+    from telegram.error import InvalidToken, NetworkError
+
+    from bot.app import MissingToken, build_application, check_token, run_polling
+
+    settings = _settings(args)
+    if settings.telegram_webhook_url:
+        raise CliError("TELEGRAM_WEBHOOK_URL is set: the API serves the bot by webhook (`sibyl serve`); "
+                       "unset it to use long polling", EXIT_USAGE)
+    try:
+        username = asyncio.run(check_token(settings))
+    except MissingToken as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except InvalidToken:
+        raise CliError("TELEGRAM_BOT_TOKEN was rejected by the Bot API (getMe): check the token from @BotFather") from None
+    except NetworkError as exc:
+        where = settings.telegram_api_base_url or "https://api.telegram.org"
+        raise CliError(f"cannot reach the Bot API at {where}: {type(exc).__name__}") from None
+    logging.getLogger("sibyl").setLevel(logging.INFO)
+    logging.getLogger("sibyl").info("starting @%s by long polling", username)
+    from sibyl.conversation import ConversationService
+    from sibyl.store import Store
+
+    service = ConversationService(_pipeline(settings), Store.from_settings(settings))
+    run_polling(build_application(settings, service))
+    return 0
+
+
 def cmd_serve(args) -> int:
     """Build the index if this data directory has none, then serve the API and the web chat."""
     import os
@@ -302,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="benchmark a running server instead of starting one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_api)
+
+    p = sub.add_parser("telegram", help="run the Telegram bot (long polling; needs TELEGRAM_BOT_TOKEN)")
+    p.set_defaults(func=cmd_telegram)
 
     p = sub.add_parser("config", help="print the effective settings (secrets masked)")
     p.add_argument("--env-example", action="store_true", help="print every variable with its default (.env.example)")

@@ -140,7 +140,7 @@ class Settings(BaseSettings):
             raise ValueError("has an invalid port") from None
         return str(value).strip().rstrip("/")
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "telegram_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         from limits import parse_many
