@@ -1,0 +1,134 @@
+"""Telegram HTML for answers and sources, and a splitter that respects the 4,096-character limit.
+
+Every piece of text that comes from the corpus, the user or the prompts is escaped with
+`html.escape`; the only markup is the handful of tags added here.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from bot import texts
+
+MAX_MESSAGE = 4096
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*>")
+_TOKEN = re.compile(r"<[^>]*>|&#?\w+;|\s+|[^<&\s]{1,200}|[<&]")
+
+
+def utf16_len(text: str) -> int:
+    """Telegram counts message length in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def answer_html(payload: dict, asked: str | None = None) -> str:
+    """The conversation service's answer as Telegram HTML: escaped text, bold citation markers and headings."""
+    lang = payload.get("language") or "it"
+    heading = texts.prompt_heading(lang)
+    lines = []
+    if asked:
+        lines += [f"<i>{html.escape(texts.text(lang, 'asked', question=asked))}</i>", ""]
+    for line in str(payload.get("answer", "")).split("\n"):
+        escaped = html.escape(line)
+        if heading and line.strip() == heading:
+            lines.append(f"<b>{escaped}</b>")
+        else:
+            lines.append(_CITATION.sub(r"<b>[\1]</b>", escaped))
+    return "\n".join(lines).strip()
+
+
+def _passage(source: dict) -> str:
+    """The passage without the title and section lines the index prepends (they are shown above it)."""
+    lines = str(source.get("text", "")).split("\n")
+    for label in (source.get("title"), source.get("section")):
+        if lines and label and lines[0].strip() == str(label).strip():
+            lines = lines[1:]
+    return "\n".join(lines).strip()
+
+
+def sources_html(sources: list[dict], lang: str) -> str:
+    """Numbered sources: document, section and the cited passage (an expandable quote)."""
+    if not sources:
+        return html.escape(texts.text(lang, "sources_none"))
+    parts = [f"<b>{html.escape(texts.text(lang, 'sources_title'))}</b>"]
+    for s in sources:
+        parts.append("")
+        parts.append(f"<b>[{int(s.get('n', 0))}] {html.escape(str(s.get('title', '')))}</b>")
+        if s.get("section"):
+            parts.append(f"<i>{html.escape(texts.text(lang, 'section'))}:</i> {html.escape(str(s['section']))}")
+        passage = _passage(s)
+        if passage:
+            parts.append(f"<blockquote expandable>{html.escape(passage)}</blockquote>")
+    return "\n".join(parts)
+
+
+# --- splitting ------------------------------------------------------------------------------
+def _apply(stack: list[tuple[str, str]], fragment: str) -> list[tuple[str, str]]:
+    """The stack of open tags after `fragment`."""
+    out = list(stack)
+    for m in _TAG.finditer(fragment):
+        closing, name = m.group(1), m.group(2).lower()
+        if not closing:
+            out.append((name, m.group(0)))
+            continue
+        for i in range(len(out) - 1, -1, -1):
+            if out[i][0] == name:
+                del out[i:]
+                break
+    return out
+
+
+def _closing(stack: list[tuple[str, str]]) -> str:
+    return "".join(f"</{name}>" for name, _ in reversed(stack))
+
+
+def _opening(stack: list[tuple[str, str]]) -> str:
+    return "".join(tag for _, tag in stack)
+
+
+def _visible(fragment: str) -> str:
+    return html.unescape(_TAG.sub("", fragment)).strip()
+
+
+def split_html(text: str, limit: int = MAX_MESSAGE) -> list[str]:
+    """Split Telegram HTML into messages of at most `limit`, at line boundaries where possible.
+
+    Tags open at a split are closed at the end of one message and reopened (with their
+    attributes) at the start of the next, so every message is balanced on its own. A single
+    line longer than the limit is cut between words, never inside a tag or an entity.
+    """
+    if utf16_len(text) <= limit:
+        return [text] if _visible(text) else []
+    chunks: list[str] = []
+    stack: list[tuple[str, str]] = []
+    current = ""
+    has_content = False
+
+    def fits(candidate: str, after: list[tuple[str, str]]) -> bool:
+        return utf16_len(candidate + _closing(after)) <= limit
+
+    def flush() -> None:
+        nonlocal current, has_content
+        if has_content and _visible(current):
+            chunks.append((current + _closing(stack)).strip("\n"))
+        current, has_content = _opening(stack), False
+
+    for i, line in enumerate(text.split("\n")):
+        sep = "\n" if i else ""
+        after = _apply(stack, line)
+        if fits(current + sep + line, after):
+            current, stack, has_content = current + sep + line, after, True
+            continue
+        if fits(_opening(stack) + line, after):  # fits in a message of its own
+            flush()
+            current, stack, has_content = current + line, after, True
+            continue
+        tokens = _TOKEN.findall(line) or [line]  # too long for any message: cut between words
+        for token in ([sep] if has_content else []) + tokens:
+            after = _apply(stack, token)
+            if has_content and not fits(current + token, after):
+                flush()
+            current, stack, has_content = current + token, after, True
+    flush()
+    return chunks
