@@ -294,6 +294,24 @@
       onclick: function () { sendMessage(text); } });
   }
 
+  /* 👍 / 👎 drawn as SVG (Material Icons "thumb_up"/"thumb_down", Apache-2.0): no emoji font needed. */
+  var THUMB_UP = "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 " +
+    "7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z";
+  var THUMB_DOWN = "M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 " +
+    "4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z";
+
+  function icon(d) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+    return svg;
+  }
+
   function renderFeedback(reply) {
     var status = el("span", { class: "fb-status", role: "status" });
     var buttons = [];
@@ -309,9 +327,9 @@
           status.textContent = t("feedback_error");
         });
     }
-    [[1, "👍", "feedback_up", "up"], [-1, "👎", "feedback_down", "down"]].forEach(function (spec) {
+    [[1, THUMB_UP, "feedback_up", "up"], [-1, THUMB_DOWN, "feedback_down", "down"]].forEach(function (spec) {
       var b = el("button", { type: "button", class: "fb " + spec[3], "aria-pressed": "false",
-        "aria-label": t(spec[2]), title: t(spec[2]), text: spec[1] });
+        "aria-label": t(spec[2]), title: t(spec[2]) }, icon(spec[1]));
       b.addEventListener("click", function () { rate(spec[0], b); });
       buttons.push(b);
     });

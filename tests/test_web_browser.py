@@ -1,0 +1,288 @@
+"""End to end in real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium).
+
+The real app runs under uvicorn (`sibyl serve`) on a free loopback port over the session's index;
+the test reads the conversation database directly to check that feedback given in the page is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+REPO = Path(__file__).resolve().parents[1]
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> piste ciclabili?'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(settings, built_index, tmp_path_factory):
+    """`sibyl serve` in a subprocess: the real app, uvicorn, loopback."""
+    tmp = tmp_path_factory.mktemp("web")
+    port = free_port()
+    db_url = f"sqlite:///{tmp / 'sibyl.db'}"
+    env = dict(os.environ, SIBYL_DATA_DIR=str(settings.data_dir), SIBYL_CORPUS_DIR=str(settings.corpus_dir),
+               SIBYL_DATABASE_URL=db_url, SIBYL_RATE_LIMIT="", HF_HUB_OFFLINE="1", SIBYL_API_WORKERS="1")
+    log = (tmp / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            pytest.fail("server exited: " + (tmp / "server.log").read_text()[-3000:])
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("server not ready in time")
+        time.sleep(0.3)
+    yield {"url": url, "db_url": db_url, "proc": proc, "tmp": tmp}
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    log.close()
+
+
+def make_driver(tmp: Path, lang: str = "it-IT", width: int = 1100, height: int = 900):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp}", f"--lang={lang}",
+                 f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look anything up
+    driver = make_driver(tmp_path / "profile")
+    yield driver
+    driver.quit()
+
+
+def wait(driver, seconds: float = 60):
+    return WebDriverWait(driver, seconds)
+
+
+def bot_messages(driver):
+    return driver.find_elements(By.CSS_SELECTOR, "#log article.msg.bot:not(.welcome)")
+
+
+def ask(driver, text: str, count_before: int):
+    box = driver.find_element(By.ID, "q")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)  # keyboard only: Enter sends
+    wait(driver).until(lambda d: len(bot_messages(d)) > count_before or d.find_elements(By.CSS_SELECTOR, ".msg.error"))
+    assert not driver.find_elements(By.CSS_SELECTOR, ".msg.error"), driver.find_element(By.ID, "log").text
+    return bot_messages(driver)[-1]
+
+
+def no_alert(driver) -> bool:
+    try:
+        driver.switch_to.alert
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+def stored_feedback(db_url: str):
+    from sibyl.store import Store
+
+    store = Store(db_url)
+    try:
+        return store.feedback()
+    finally:
+        store.engine.dispose()
+
+
+def test_chat_in_chromium(server, browser, tmp_path):
+    d = browser
+    d.get(server["url"] + "/")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+    # Italian by default, strings from prompts/ui.it.toml, a labelled input and a live log.
+    ui_it = httpx.get(server["url"] + "/api/ui/it").json()
+    assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "it"
+    label = d.find_element(By.CSS_SELECTOR, "label[for=q]")
+    assert label.text == ui_it["input_label"]
+    assert d.find_element(By.ID, "log").get_attribute("aria-live") == "polite"
+
+    # Record whether the typing indicator showed while waiting.
+    d.execute_script("""
+        window.__sawTyping = false;
+        new MutationObserver(() => { if (document.querySelector('#log .typing')) window.__sawTyping = true; })
+          .observe(document.getElementById('log'), {childList: true, subtree: true});""")
+
+    # 1. A mobility question: an answer with citations.
+    answer = ask(d, "Cosa fa il Comune per la mobilità?", 0)
+    assert d.execute_script("return window.__sawTyping") is True
+    assert not d.find_elements(By.CSS_SELECTOR, "#log .typing")
+    cites = answer.find_elements(By.CSS_SELECTOR, ".answer button.cite")
+    assert cites, answer.text
+    assert answer.find_elements(By.CSS_SELECTOR, ".sources li")
+    assert answer.find_elements(By.CSS_SELECTOR, ".chips button.chip"), "suggestion chips"
+
+    # 2. Open the first citation with the keyboard: the passage (document, section, text) appears.
+    panel = answer.find_element(By.CSS_SELECTOR, "section.passage")
+    assert not panel.is_displayed()
+    cites[0].send_keys(Keys.ENTER)
+    wait(d, 5).until(lambda _: panel.is_displayed())
+    assert cites[0].get_attribute("aria-expanded") == "true"
+    assert d.switch_to.active_element == panel  # focus moved to the passage
+    dds = panel.find_elements(By.TAG_NAME, "dd")
+    assert dds[0].text and dds[1].text and panel.find_element(By.CSS_SELECTOR, ".passage-text").text
+    d.save_screenshot(str(tmp_path / "chat-citation.png"))
+    panel.send_keys(Keys.ESCAPE)
+    wait(d, 5).until(lambda _: not panel.is_displayed())
+    assert d.switch_to.active_element == cites[0]  # focus returns to the marker
+
+    # 3. 👍 feedback, stored in the database with this answer's message id.
+    message_id = answer.get_attribute("data-message-id")
+    up = answer.find_element(By.CSS_SELECTOR, "button.fb.up")
+    up.click()
+    wait(d, 10).until(lambda _: up.get_attribute("aria-pressed") == "true")
+    assert answer.find_element(By.CSS_SELECTOR, ".fb-status").text
+    stored = [f for f in stored_feedback(server["db_url"]) if f.message_id == message_id]
+    assert len(stored) == 1 and stored[0].rating == 1 and stored[0].channel == "web"
+
+    # 4. A follow-up in the same conversation retrieves cycling passages.
+    follow = ask(d, "e per le biciclette?", 1)
+    sources = " ".join(li.text for li in follow.find_elements(By.CSS_SELECTOR, ".sources li"))
+    for button in follow.find_elements(By.CSS_SELECTOR, ".sources button"):
+        button.click()
+        sources += " " + follow.find_element(By.CSS_SELECTOR, ".passage-text").text
+    assert any(w in sources.lower() for w in ("cicl", "bici")), sources
+    assert follow.find_element(By.CSS_SELECTOR, ".note").text == ui_it["followup_note"]
+
+    # 5. An XSS payload is shown as text; nothing runs, no element is created.
+    ask(d, XSS, 2)
+    users = d.find_elements(By.CSS_SELECTOR, "#log article.msg.user .text")
+    assert users[-1].text == XSS
+    assert d.execute_script("return window.__xss") is None
+    assert not d.find_elements(By.CSS_SELECTOR, "#log img, #log script")
+    assert no_alert(d)
+
+    d.save_screenshot(str(tmp_path / "chat-desktop.png"))
+
+    # 6. 360 px wide: no horizontal scrolling, input and send button visible.
+    d.set_window_size(360, 780)
+    time.sleep(0.3)
+    assert d.execute_script("return document.documentElement.scrollWidth") <= 360
+    assert d.find_element(By.ID, "send").is_displayed() and d.find_element(By.ID, "q").is_displayed()
+    box = d.find_element(By.ID, "send").rect
+    assert box["x"] + box["width"] <= 360
+    d.save_screenshot(str(tmp_path / "chat-360.png"))
+    print("screenshots:", tmp_path)
+
+
+def test_sources_and_suggestions_with_markup_stay_text(server, browser):
+    """Whatever the server returns (here a hostile answer, source and suggestion) is rendered as text."""
+    d = browser
+    d.get(server["url"] + "/")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+    d.execute_script("""
+        const evil = '<img src=x onerror="window.__xss=3"><script>window.__xss=4</script>';
+        window.Sibyl.transport.requestAnswer = () => Promise.resolve({
+          question: 'q', language: 'it', answered: true, mode: 'extractive', intent: 'question',
+          answer: 'Risposta ' + evil + ' [1]\\n- punto ' + evil + ' [1]',
+          sources: [{n: 1, id: 'x', document: 'd', title: 'Titolo ' + evil, section: 'Sez ' + evil,
+                     text: 'Testo ' + evil, score: 1}],
+          session_id: 's', message_id: 'm', suggestions: ['Chiedi ' + evil], followup: false});""")
+    ask(d, "qualsiasi", 0)
+    answer = bot_messages(d)[-1]
+    assert "<img src=x" in answer.find_element(By.CSS_SELECTOR, ".answer").text
+    answer.find_element(By.CSS_SELECTOR, ".answer button.cite").click()
+    assert "<script>" in answer.find_element(By.CSS_SELECTOR, ".passage-text").text
+    assert "<img" in answer.find_element(By.CSS_SELECTOR, ".chips button.chip").text
+    assert not d.find_elements(By.CSS_SELECTOR, "#log img, #log script")
+    assert d.execute_script("return window.__xss") is None and no_alert(d)
+
+
+def test_english_toggle_no_answer_state_and_errors(server, browser, tmp_path):
+    d = browser
+    d.get(server["url"] + "/")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+    ui_en = httpx.get(server["url"] + "/api/ui/en").json()
+    d.find_element(By.ID, "lang-toggle").click()
+    wait(d, 10).until(lambda _: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+    assert d.find_element(By.CSS_SELECTOR, "label[for=q]").text == ui_en["input_label"]
+    assert d.find_element(By.ID, "send").text == ui_en["send"]
+    assert ui_en["welcome"] in d.find_element(By.CSS_SELECTOR, "#log article.welcome").text
+
+    # Outside the documents: a clear "I don't know, contact the URP" state.
+    reply = ask(d, "What is the recipe for a good tiramisu?", 0)
+    assert "no-answer" in reply.get_attribute("class")
+    notice = reply.find_element(By.CSS_SELECTOR, ".notice")
+    assert ui_en["no_answer_title"] in notice.text
+    assert notice.find_element(By.TAG_NAME, "a").get_attribute("href").startswith("https://")
+
+    # Empty input: a message, not a silent no-op.
+    d.find_element(By.ID, "q").send_keys("   " + Keys.ENTER)
+    wait(d, 5).until(lambda _: d.find_elements(By.CSS_SELECTOR, ".msg.error"))
+    assert d.find_elements(By.CSS_SELECTOR, ".msg.error")[-1].text == ui_en["error_empty"]
+    d.save_screenshot(str(tmp_path / "chat-en.png"))
+
+
+def test_browser_language_english_and_embed(server, tmp_path):
+    driver = make_driver(tmp_path / "profile-en", lang="en-US", width=400, height=600)
+    try:
+        driver.get(server["url"] + "/embed")
+        wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+        assert "embed" in driver.find_element(By.ID, "app").get_attribute("class")
+        driver.save_screenshot(str(tmp_path / "embed-en.png"))
+    finally:
+        driver.quit()
+
+
+def test_server_down_shows_an_error_message(server, browser):
+    """Last: stop the server, then the page says so instead of staying blank."""
+    d = browser
+    d.get(server["url"] + "/")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+    ui_it = httpx.get(server["url"] + "/api/ui/it").json()
+    server["proc"].terminate()
+    server["proc"].wait(timeout=20)
+    box = d.find_element(By.ID, "q")
+    box.send_keys("Cosa fa il Comune per la mobilità?" + Keys.ENTER)
+    wait(d, 30).until(lambda _: d.find_elements(By.CSS_SELECTOR, ".msg.error"))
+    assert d.find_elements(By.CSS_SELECTOR, ".msg.error")[-1].text == ui_it["error_network"]
+    assert not d.find_elements(By.CSS_SELECTOR, "#log .typing")
