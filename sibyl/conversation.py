@@ -5,7 +5,6 @@ from __future__ import annotations
 from retrieval.followup import resolve
 from retrieval.pipeline import Pipeline
 from retrieval.suggestions import suggest
-from sibyl.observability import record_answer
 from sibyl.store import Store, UnknownSession  # noqa: F401  (re-exported for the channels)
 
 
@@ -23,11 +22,13 @@ class ConversationService:
                     self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
                     if m.intent in (None, "question")]
         resolved = resolve(question, previous)
+        if resolved.followup and self.pipeline.llm is not None:  # LLM mode: the model rewrites the follow-up
+            lang = self.pipeline.language_of(question, language or None, session.language)
+            resolved.query = self.pipeline.condense(question, [("user", q) for q in previous], lang) or resolved.query
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
                                    retrieval_query=resolved.query, fallback_language=session.language)
         payload = answer.to_dict()
         _, bot_message = self.store.add_exchange(session.id, channel, question, payload)
-        record_answer(channel, payload)  # metrics + this request's (or bot update's) log line
         payload["session_id"] = session.id
         payload["message_id"] = bot_message.id
         payload["suggestions"] = suggest(answer, self.pipeline.index.records)

@@ -122,3 +122,14 @@ def test_invalid_json_is_400(client):
 def test_stream_is_in_the_openapi_schema(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/chat/stream" in paths and "post" in paths["/api/chat/stream"]
+
+
+def test_llm_mode_condenses_a_followup_with_the_conversation(client, with_model):
+    standalone = "Cosa fa il Comune di Lecce per le biciclette e la mobilità ciclabile?"
+    with_model("Risposta senza fonti.", f"Domanda autonoma: {standalone}", "Altra risposta senza fonti.")
+    first = client.post("/api/chat", json={"message": "Cosa fa il Comune per la mobilità?"}).json()
+    second = client.post("/api/chat", json={"message": "e per le biciclette?", "session_id": first["session_id"]})
+    body = second.json()
+    assert second.status_code == 200 and body["followup"] is True
+    assert body["retrieval_query"] == standalone  # the model's rewrite drove retrieval
+    assert body["mode"] == "extractive" or not body["answered"]  # the uncited reply was not shown as an answer
