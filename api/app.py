@@ -20,6 +20,7 @@ from api import errors, routes, stream, web
 from api import operator as operator_console
 from api.deps import Services
 from bot import webhook as telegram_webhook
+from sibyl.observability import install_observability
 from sibyl.settings import Settings, get_settings
 from sibyl.store import Store
 
@@ -77,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web.mount(app)
     operator_console.install(app)  # URP operator console under /operatore
     app.include_router(telegram_webhook.router)  # POST /telegram/webhook when TELEGRAM_WEBHOOK_URL is set
+    install_observability(app, settings)  # JSON request log lines + GET /metrics (sibyl.observability)
     return app

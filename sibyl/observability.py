@@ -5,7 +5,8 @@
 - `install_observability(app, settings)`: per-request log line + metrics middleware and `GET /metrics`.
 - `record_answer(channel, answer)`: counts the reply and adds language/answered/sources to the current
   request's (or bot update's) log line. Message text only when `SIBYL_LOG_MESSAGES=true`.
-- `observe_update(channel, kind)`: the same one-line-per-unit-of-work for a bot update.
+- `observe_update(channel, kind)`: the same one-line-per-unit-of-work for a bot update;
+  `telegram_update_processor(n)` applies it to every update of a python-telegram-bot Application.
 """
 
 from __future__ import annotations
@@ -215,6 +216,32 @@ def observe_update(channel: str = "telegram", kind: str = "message", **fields: A
         context.setdefault("channel", channel)
         (access_log.error if result == "error" else access_log.info)(
             "bot_update", kind=kind, result=result, latency_ms=round(elapsed * 1000, 1), **context)
+
+
+def telegram_update_processor(max_concurrent_updates: int = 1):
+    """For python-telegram-bot: `ApplicationBuilder().concurrent_updates(telegram_update_processor(8))`
+    gives every update one `bot_update` log line and the update metrics, whatever handler runs."""
+    from telegram.ext import SimpleUpdateProcessor
+
+    class ObservedUpdateProcessor(SimpleUpdateProcessor):
+        async def do_process_update(self, update, coroutine) -> None:
+            chat = getattr(update, "effective_chat", None)
+            fields = {"chat_type": chat.type} if chat is not None else {}
+            with observe_update("telegram", telegram_update_kind(update), **fields):
+                await coroutine
+
+    return ObservedUpdateProcessor(max_concurrent_updates)
+
+
+def telegram_update_kind(update) -> str:
+    """A bounded label for an update: command, message, callback_query, edited_message, other."""
+    message = getattr(update, "message", None)
+    if message is not None:
+        return "command" if (message.text or "").startswith("/") else "message"
+    for kind in ("callback_query", "edited_message", "inline_query", "my_chat_member"):
+        if getattr(update, kind, None) is not None:
+            return kind
+    return "other"
 
 
 # --- FastAPI / ASGI -----------------------------------------------------------------------------

@@ -202,3 +202,46 @@ def test_answer_outside_a_request_is_still_logged(logs, pipeline):
     record_answer("cli", pipeline.ask(MOBILITY))
     (line,) = lines(buf)
     assert line["event"] == "answer" and line["channel"] == "cli" and line["answered"] is True
+
+
+def test_python_telegram_bot_update_processor(logs, pipeline):
+    """Every update through the processor gets its line; answers made in a worker thread land on it."""
+    import asyncio
+
+    from telegram import Update
+
+    from sibyl.observability import telegram_update_kind, telegram_update_processor
+
+    chat = {"id": 42, "type": "private"}
+    user = {"id": 7, "is_bot": False, "first_name": "Ada", "language_code": "it"}
+    text_update = Update.de_json({"update_id": 1, "message": {"message_id": 5, "date": 0, "chat": chat,
+                                                              "from": user, "text": MOBILITY}}, None)
+    command = Update.de_json({"update_id": 2, "message": {"message_id": 6, "date": 0, "chat": chat, "from": user,
+                                                          "text": "/start"}}, None)
+    callback = Update.de_json({"update_id": 3, "callback_query": {"id": "c1", "from": user, "chat_instance": "x",
+                                                                  "data": "sources:1"}}, None)
+    assert [telegram_update_kind(u) for u in (text_update, command, callback)] == ["message", "command",
+                                                                                    "callback_query"]
+    buf = logs()
+    processor = telegram_update_processor(2)
+
+    async def handle_text():  # like a handler that runs the conversation service off the event loop
+        await asyncio.to_thread(lambda: record_answer("telegram", pipeline.ask(MOBILITY)))
+
+    async def handle_nothing():
+        await asyncio.sleep(0)
+
+    async def main():
+        await processor.initialize()
+        await processor.process_update(text_update, handle_text())
+        await processor.process_update(command, handle_nothing())
+        await processor.process_update(callback, handle_nothing())
+        await processor.shutdown()
+
+    asyncio.run(main())
+    text_line, command_line, callback_line = [e for e in lines(buf) if e["event"] == "bot_update"]
+    assert text_line["kind"] == "message" and text_line["chat_type"] == "private"
+    assert text_line["answered"] is True and text_line["sources"] > 0 and text_line["language"] == "it"
+    assert command_line["kind"] == "command" and "answered" not in command_line
+    assert callback_line["kind"] == "callback_query" and "chat_type" not in callback_line
+    assert "mobilità" not in buf.getvalue()
