@@ -52,7 +52,7 @@ ABSTAIN_OTHER = "Quanto costa il biglietto del treno per Bari?"
 def env(settings, built_index, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("operator")
     op_settings = isolated_settings(settings, tmp, operator_max_failed_logins=3, operator_lockout_minutes=1,
-                                    upload_max_bytes=20_000)
+                                    upload_max_bytes=60_000)
     add_operator(op_settings)
     add_operator(op_settings, "lucia")
     return op_settings
@@ -172,6 +172,23 @@ def test_bad_login_then_lockout(app, env):
     with _client(app) as c:
         codes = [login(c, "nobody", "x").status_code for _ in range(3)]
         assert codes == [401, 401, 429]
+
+
+def test_sessions_expire():
+    from sibyl.operators import Operators, OperatorSession
+    from sibyl.store import utcnow
+    from sqlalchemy import create_engine
+
+    ops = Operators(create_engine("sqlite://"), session_hours=1)
+    ops.add("anna", "password-lunga")
+    session = ops.login("anna", "password-lunga")
+    assert ops.session(session.token).username == "anna"
+    assert ops.session("x" + session.token) is None
+    with ops.Session() as db:
+        for row in db.query(OperatorSession).all():
+            row.expires_at = utcnow() - timedelta(seconds=1)
+        db.commit()
+    assert ops.session(session.token) is None
 
 
 def test_logout_ends_the_session(app):
@@ -425,7 +442,7 @@ def test_documents_list(client, app):
     ("foto.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, 415),
     ("relazione.pdf", b"%PDF-1.4\nthis is not really a pdf\n%%EOF", 422),
     ("vuoto.txt", b"   \n\n ", 422),
-    ("grande.txt", b"parola " * 4000, 413),
+    ("grande.txt", b"parola " * 10_000, 413),
     ("lecce-smart-city.it.txt", b"Lecce smart city: un altro testo con lo stesso nome.", 409),
     ("archivio.docx", b"PK\x03\x04 not a zip at all", 415),
 ])
@@ -475,6 +492,62 @@ def test_upload_search_remove_reindex(client, app, env):
     assert pipeline.index.manifest["generation"] != generation
     for action in ("upload", "remove", "reindex", "remove_done", "reindex_done"):
         assert audit(app, action, "mario"), action
+
+
+def make_pdf(lines: list[str]) -> bytes:
+    """A minimal one-page PDF with real text (Helvetica), offsets computed so any reader accepts it."""
+    content = "BT /F1 12 Tf 50 750 Td 14 TL " + " ".join(f"({line}) '" for line in lines) + " ET"
+    objs = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
+            "/Contents 5 0 R >>", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            f"<< /Length {len(content)} >>\nstream\n{content}\nendstream"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{obj}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def make_docx(paragraphs: list[str]) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
+def test_upload_pdf_docx_html_by_content(client, app, env):
+    docs = app.state.operator_console.documents
+    cases = [
+        ("mercato.pdf", make_pdf(["Mercato coperto di Piazza Libertini",
+                                  "Il Comune ristruttura il mercato coperto con nuovi banchi e una tettoia."]),
+         "mercato.pdf", "mercato coperto Piazza Libertini"),
+        ("canile.txt", make_docx(["Canile municipale di Lecce", "Il canile municipale organizza giornate di "
+                                  "adozione dei cani ogni prima domenica del mese."]),  # the name lies
+         "canile.docx", "canile municipale adozione cani"),
+        ("fontane.html", b"<!doctype html><html><head><title>Fontane storiche</title></head><body><h1>Fontane "
+         b"storiche</h1><p>Il restauro delle fontane storiche del centro di Lecce comincia in primavera.</p>"
+         b"<script>alert(1)</script></body></html>", "fontane.html", "restauro fontane storiche"),
+    ]
+    for name, data, stored, query in cases:
+        r = upload(client, name, data)
+        assert r.status_code == 202, r.text[-400:]
+        job = docs.wait(300)
+        assert job.state == "done", job.message
+        assert (env.corpus_dir / stored).exists()
+        found = hits(client.get("/operatore/cerca", params={"q": query}).text)
+        assert found and found[0][0].startswith(stored.rsplit(".", 1)[0] + ":"), (name, found[:3])
+    page = client.get("/operatore/documenti").text
+    assert 'data-document="mercato"' in page and 'data-document="canile"' in page
+    fontane = [r for r in app.state.services.pipeline.index.records.values() if r["document"] == "fontane"]
+    assert fontane and not any("alert(1)" in r["text"] for r in fontane)  # scripts are not document text
 
 
 def test_failed_ingest_rolls_the_upload_back(client, app, env, monkeypatch):

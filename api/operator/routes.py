@@ -87,6 +87,7 @@ def search_page(request: Request, console: ConsoleDep, operator: OperatorDep, q:
             "realised_min": realised_min, "realised_max": realised_max, "sort": sort}
     context = {"form": form, "facets": facets(pipeline), "result": None, "error": None}
     if not q.strip():
+        _audit(console, request, operator, "view", page="search")
         return render(request, "search.html", context)
     try:
         query = ConsoleQuery.parse(q, document, area, objective, year, realised_min, realised_max, sort)
@@ -134,6 +135,7 @@ def draft_page(request: Request, console: ConsoleDep, operator: OperatorDep, q: 
 @router.get("/senza-risposta")
 def unanswered_page(request: Request, console: ConsoleDep, operator: OperatorDep, done: int | None = None):
     groups = reports.unanswered_groups(console.services.store, console.operators.handled_ids())
+    _audit(console, request, operator, "view", page="unanswered", groups=len(groups))
     return render(request, "unanswered.html", {"groups": groups, "done": done})
 
 
@@ -155,6 +157,7 @@ async def mark_handled(request: Request, console: ConsoleDep, operator: CsrfOper
 @router.get("/feedback")
 def feedback_page(request: Request, console: ConsoleDep, operator: OperatorDep, all: bool = False):
     items = reports.feedback_items(console.services.store, rating=-1, include_reviewed=all)
+    _audit(console, request, operator, "view", page="feedback", items=len(items))
     return render(request, "feedback.html", {"items": items, "show_all": all})
 
 
@@ -177,6 +180,7 @@ def topics_page(request: Request, console: ConsoleDep, operator: OperatorDep, da
         return render(request, "topics.html", {"error": t(lang, "bad_range", reason=str(exc)), "svg": None,
                                                "dal": dal, "al": al, "stats": None}, 422)
     rows = reports.questions(console.services.store, start, end)
+    _audit(console, request, operator, "view", page="topics", start=start, end=end)
     stats = reports.topic_stats(rows, console.classifier(), start, end, t(lang, "topics_unclassified"))
     svg = reports.topics_svg(stats, t(lang, "topics_chart_title"), t(lang, "topics_week"), t(lang, "topics_empty"))
     return render(request, "topics.html", {"error": None, "svg": svg, "stats": stats, "dal": start.isoformat(),
@@ -231,6 +235,7 @@ def _documents(request: Request, console, status: int = 200, message: str | None
 
 @router.get("/documenti")
 def documents_page(request: Request, console: ConsoleDep, operator: OperatorDep):
+    _audit(console, request, operator, "view", page="documents")
     return _documents(request, console)
 
 
@@ -294,4 +299,5 @@ def job_status(job_id: int, console: ConsoleDep, operator: OperatorDep):
 @router.get("/registro")
 def audit_page(request: Request, console: ConsoleDep, operator: OperatorDep, who: str = "", action: str = ""):
     entries = console.operators.audit_log(300, username=who or None, action=action or None)
+    _audit(console, request, operator, "view", page="audit")
     return render(request, "audit.html", {"entries": entries, "who": who, "action": action})
