@@ -78,9 +78,11 @@ def _scrub(text: str) -> str:
 def _redact(_logger, _name, event: dict) -> dict:
     """Last step before rendering: no token or password leaves the process in a log line."""
     for key, value in list(event.items()):
-        if any(s in key.lower() for s in _SECRET_KEYS) and value not in (None, "", False):
+        if not isinstance(value, str):
+            continue
+        if value and any(s in key.lower() for s in _SECRET_KEYS):
             event[key] = "[REDACTED]"
-        elif isinstance(value, str):
+        else:
             event[key] = _scrub(value)
     return event
 

@@ -159,13 +159,14 @@ def test_tokens_and_secrets_never_reach_the_log(logs):
         logging.getLogger("bot").exception("send failed")
     logging.getLogger("sibyl.llm").warning("request with key sk-very-secret-key refused")
     logging.getLogger("sibyl.store").info("connecting to postgresql://sibyl:pg-pass-42@db/sibyl")
-    observability.access_log.info("startup", telegram_bot_token=BOT_TOKEN, authorization="Bearer x")
+    observability.access_log.info("startup", telegram_bot_token=BOT_TOKEN, authorization="Bearer x", llm_max_tokens=400)
     text = buf.getvalue()
     for secret in (BOT_TOKEN, "sk-very-secret-key", "pg-pass-42", "Bearer x"):
         assert secret not in text
     events = lines(buf)
     assert len(events) == 5 and all("[REDACTED]" in json.dumps(e) for e in events)
     assert "ConnectionError" in events[1]["exception"]  # the traceback is kept, minus the token
+    assert events[4]["llm_max_tokens"] == 400  # numbers are not secrets
 
 
 def test_httpx_request_lines_are_not_logged(logs):
