@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import unicodedata
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,16 @@ def safe_stem(filename: str) -> str:
     return stem or "documento"
 
 
+def _when(stamp: str | None) -> str | None:
+    """'2026-11-21T22:47:42+0000' -> '2026-11-21 22:47 UTC' for the table."""
+    if not stamp:
+        return None
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return stamp
+
+
 class DocumentManager:
     def __init__(self, pipeline, max_bytes: int, on_finish=None) -> None:
         self.pipeline = pipeline
@@ -96,8 +107,8 @@ class DocumentManager:
         out = []
         for doc_id, info in sorted(manifest.get("documents", {}).items()):
             path = self.corpus_dir / info.get("source_file", "")
-            out.append({**info, "indexed_at": manifest.get("built_at"), "generation": manifest.get("generation"),
-                        "added_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
+            out.append({**info, "indexed_at": _when(manifest.get("built_at")), "generation": manifest.get("generation"),
+                        "added_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
                         if path.exists() else None})
         return out
 

@@ -12,11 +12,13 @@ from html import escape
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from retrieval.evidence import GENERIC
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, words
 from sibyl.store import Feedback, Message, Store, utcnow
 
 ABSTAIN_INTENTS = ("question", "abstain")
 SIMILAR = 0.5  # token-set overlap (Jaccard) at which two wordings count as the same question
+CONTAINED = 0.6  # share of the shorter wording's words found in the longer one
 
 
 class BadRange(ValueError):
@@ -41,16 +43,22 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
     return datetime.combine(start, datetime.min.time()), datetime.combine(end + timedelta(days=1), datetime.min.time())
 
 
+# Words nearly every citizen question carries: they say nothing about which document is missing.
+COMMON = GENERIC | {"comunale", "comunali", "cittadini", "cittadino", "citizens", "citizen"}
+
+
 def signature(text: str) -> frozenset[str]:
     """Content words, accent-folded and stemmed, so 'parcheggi a Lecce?' and 'Parcheggio Lecce' agree."""
-    toks = [t for t in words(text) if t not in ALL_STOPWORDS and (len(t) > 1 or t.isdigit())]
+    toks = [t for t in words(text) if t not in ALL_STOPWORDS and t not in COMMON and (len(t) > 1 or t.isdigit())]
     return frozenset(_stemmer("it").stemWords(toks))
 
 
 def similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Same question: most words shared (Jaccard), or a short wording contained in a longer one."""
     if not a or not b:
         return a == b
-    return len(a & b) / len(a | b) >= SIMILAR
+    shared = len(a & b)
+    return shared / len(a | b) >= SIMILAR or (shared >= 2 and shared / min(len(a), len(b)) >= CONTAINED)
 
 
 # --- unanswered questions ----------------------------------------------------------------------

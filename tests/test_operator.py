@@ -359,7 +359,20 @@ def test_grouping_unit():
     from sibyl.reports import signature, similar
 
     assert similar(signature("Parcheggi a Lecce?"), signature("parcheggio lecce"))
+    assert similar(signature("Quanto costa parcheggiare in centro?"), signature("Costo dei parcheggi in centro"))
+    assert similar(signature("piscina comunale di via Roma orari"), signature("Orari della piscina di via Roma?"))
     assert not similar(signature("orari della biblioteca"), signature("costo del treno per Bari"))
+    # the City's name is in every question: it does not make two questions the same
+    assert not similar(signature("Cosa fa il Comune di Lecce per i rifiuti?"),
+                       signature("Cosa fa il Comune di Lecce per il turismo?"))
+
+
+def test_operator_strings_complete_and_safe():
+    from retrieval.drafts import strings
+
+    it, en = strings("it"), strings("en")
+    assert set(it) == set(en)
+    assert not set(it) & set(dir(dict))  # `s.update` in a template would be dict.update, not the text
 
 
 # --- feedback -------------------------------------------------------------------------------------------
@@ -392,6 +405,7 @@ def test_topics_chart_and_csv(client, app):
     assert r.status_code == 200
     svg = re.search(r"<svg.*?</svg>", r.text, re.S).group(0)
     assert "<rect" in svg and "<script" not in svg
+    assert "built-in method" not in r.text
     assert re.search(r"4\. LECCE SI MUOVE SMART", svg)  # mobility questions land in DUP area 4
 
     r = client.get("/operatore/esporta/domande.csv")
