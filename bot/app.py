@@ -24,6 +24,7 @@ from bot.net import ResilientRateLimiter, UpdatesRequest
 from bot.prefs import ChatPreferences
 from retrieval.pipeline import BadQuestion
 from sibyl.conversation import ConversationService
+from sibyl.observability import telegram_update_processor
 from sibyl.store import UnknownMessage, UnknownSession
 
 log = logging.getLogger("sibyl.telegram")
@@ -369,7 +370,7 @@ def build_application(settings, service: ConversationService) -> Application:
     builder: ApplicationBuilder = (
         Application.builder().token(token)
         .rate_limiter(ResilientRateLimiter())
-        .concurrent_updates(8)
+        .concurrent_updates(telegram_update_processor(8))  # one log line + metrics per update
         .get_updates_request(UpdatesRequest(connection_pool_size=1))
         .post_init(register_commands)
     )
@@ -379,14 +380,15 @@ def build_application(settings, service: ConversationService) -> Application:
     application = builder.build()
     application.bot_data["sibyl"] = Sibyl(service, settings.telegram_rate_limit)
 
-    private_or_group = filters.UpdateType.MESSAGE
-    application.add_handler(CommandHandler("start", start, filters=private_or_group))
-    application.add_handler(CommandHandler("help", help_command, filters=private_or_group))
-    application.add_handler(CommandHandler(list(LANGUAGE_COMMANDS), language_command, filters=private_or_group))
-    application.add_handler(CommandHandler("urp", urp, filters=private_or_group))
-    application.add_handler(MessageHandler(private_or_group & filters.COMMAND, unknown_command))
-    application.add_handler(MessageHandler(private_or_group & filters.TEXT, on_text))
-    application.add_handler(MessageHandler(private_or_group & MEDIA, unsupported))
+    new_messages = filters.UpdateType.MESSAGE  # not edits, not channel posts
+    application.add_handler(CommandHandler("start", start, filters=new_messages))
+    application.add_handler(CommandHandler("help", help_command, filters=new_messages))
+    application.add_handler(CommandHandler(list(LANGUAGE_COMMANDS), language_command,
+                                           filters=new_messages))
+    application.add_handler(CommandHandler("urp", urp, filters=new_messages))
+    application.add_handler(MessageHandler(new_messages & filters.COMMAND, unknown_command))
+    application.add_handler(MessageHandler(new_messages & filters.TEXT, on_text))
+    application.add_handler(MessageHandler(new_messages & MEDIA, unsupported))
     application.add_handler(CallbackQueryHandler(on_button))
     application.add_error_handler(on_error)
     return application

@@ -196,8 +196,10 @@ def cmd_telegram(args) -> int:
     except NetworkError as exc:
         where = settings.telegram_api_base_url or "https://api.telegram.org"
         raise CliError(f"cannot reach the Bot API at {where}: {type(exc).__name__}") from None
-    logging.getLogger("sibyl").setLevel(logging.INFO)
-    logging.getLogger("sibyl").info("starting @%s by long polling", username)
+    from sibyl.observability import configure_logging
+
+    configure_logging(settings)  # JSON lines like the API; the token is redacted there and in bot.logs
+    logging.getLogger("sibyl.telegram").info("starting @%s by long polling", username)
     from sibyl.conversation import ConversationService
     from sibyl.store import Store
 

@@ -422,3 +422,29 @@ def test_rejected_token_is_a_clear_error_without_the_token(peer, tmp_path):
     assert "rejected by the Bot API" in result.stderr
     assert wrong not in result.stderr + result.stdout and "wrong-token" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sibyl_telegram_command_serves_and_stops_on_sigterm(settings, built_index, tmp_path):
+    """The CLI end to end: `python -m sibyl telegram` long-polls a peer, answers, exits 0 on SIGTERM."""
+    import signal
+
+    token = "9898989898:AAE-cli-process-token_abcdefghijklmn"
+    other = BotAPIPeer(token).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
+    env.update(TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_BASE_URL=other.url, SIBYL_DATA_DIR=str(settings.data_dir),
+               SIBYL_CORPUS_DIR=str(settings.corpus_dir), SIBYL_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+               SIBYL_LOG_LEVEL="DEBUG", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "telegram"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        other.wait_for(lambda calls: any(c.method == "getUpdates" for c in calls), timeout=120)
+        mark = other.mark()
+        other.push(message(77, "/start", user(77, "en", "Ada")))
+        assert sent_text(other.wait_sent(mark, chat_id=77, timeout=60)[0]).startswith("Hi Ada!")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        other.stop()
+    assert proc.returncode == 0, err[-2000:]
+    assert token not in out + err and token.split(":")[1] not in out + err
+    assert "getUpdates" in out + err  # DEBUG logging did show the Bot API calls, without the token

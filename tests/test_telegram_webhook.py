@@ -96,4 +96,13 @@ def test_route_is_404_when_webhook_mode_is_off(settings, pipeline):
     off = settings.model_copy(update={"telegram_webhook_url": None})
     with TestClient(_app(off, ConversationService(pipeline, Store.from_settings(off)))) as c:
         r = c.post("/telegram/webhook", json={"update_id": 1}, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
-    assert r.status_code == 404
+    assert r.status_code == 404 and "TELEGRAM_WEBHOOK_URL" in r.json()["detail"]
+
+
+def test_the_api_app_includes_the_webhook_route(settings):
+    from api.app import create_app
+
+    client = TestClient(create_app(settings))  # no lifespan: webhook mode stays off
+    r = client.post("/telegram/webhook", json={"update_id": 1}, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    assert r.status_code == 404 and "TELEGRAM_WEBHOOK_URL" in r.json()["detail"]  # our route, not a missing one
+    assert client.post("/telegram/nowhere", json={}).status_code in (404, 405)
