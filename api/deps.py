@@ -6,11 +6,14 @@ so tests and other channels can build the same objects without the web layer.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Callable, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
@@ -49,6 +52,9 @@ class ClientRateLimiter:
             self.limiter.hit(item, "sibyl-api", key)
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -56,6 +62,14 @@ class Services:
     store: Store
     conversation: ConversationService
     rate_limiter: ClientRateLimiter
+    # Answering is CPU-bound: a few threads per process (not the default 40) keep the GIL from
+    # thrashing under load, and the rest wait in order, which keeps tail latency close to the median.
+    cpu_limiter: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1))))
+
+    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Run blocking pipeline/store work off the event loop, within the CPU limiter."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.cpu_limiter)
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
@@ -69,23 +83,25 @@ class Services:
         self.store.engine.dispose()
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in the
+# thread pool, one hop each, which costs more than these lookups themselves.
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_pipeline(services: Annotated[Services, Depends(get_services)]) -> Pipeline:
+async def get_pipeline(services: Annotated[Services, Depends(get_services)]) -> Pipeline:
     return services.pipeline
 
 
-def get_store(services: Annotated[Services, Depends(get_services)]) -> Store:
+async def get_store(services: Annotated[Services, Depends(get_services)]) -> Store:
     return services.store
 
 
-def get_conversation(services: Annotated[Services, Depends(get_services)]) -> ConversationService:
+async def get_conversation(services: Annotated[Services, Depends(get_services)]) -> ConversationService:
     return services.conversation
 
 
@@ -94,10 +110,11 @@ def client_key(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def rate_limit(request: Request, services: Annotated[Services, Depends(get_services)]) -> None:
-    services.rate_limiter.check(client_key(request))
+async def rate_limit(request: Request, services: Annotated[Services, Depends(get_services)]) -> None:
+    services.rate_limiter.check(client_key(request))  # in memory: microseconds; no thread hop
 
 
+ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 StoreDep = Annotated[Store, Depends(get_store)]

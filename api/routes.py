@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.deps import ConversationDep, PipelineDep, RateLimit, StoreDep
+from api.deps import PipelineDep, RateLimit, ServicesDep
 from api.web import ui_strings as load_ui
 from api.models import (ChatRequest, ChatResponse, DocumentOut, DocumentsResponse, ErrorResponse, FeedbackRequest,
                         FeedbackResponse, Health, Language, Ready, SearchRequest, SearchResponse)
@@ -24,28 +24,32 @@ health = APIRouter(tags=["health"])
 
 
 @api.post("/chat", response_model=ChatResponse, dependencies=[RateLimit])
-def chat(body: ChatRequest, conversation: ConversationDep) -> dict:
+async def chat(body: ChatRequest, services: ServicesDep) -> dict:
     """Answer a message in its conversation (a new one without session_id); follow-ups use the context."""
-    return conversation.reply(body.message, session_id=body.session_id, channel="web", language=body.language)
+    return await services.run(services.conversation.reply, body.message, session_id=body.session_id,
+                              channel="web", language=body.language)
 
 
 @api.post("/search", response_model=SearchResponse, dependencies=[RateLimit])
-def search(body: SearchRequest, pipeline: PipelineDep) -> dict:
+async def search(body: SearchRequest, services: ServicesDep) -> dict:
     """The passages retrieved for a query (same object as `sibyl search --json`)."""
     f = body.filters
     filters = Filters(document=f.document, area=f.area, year=f.year) if f else None
-    return pipeline.search(body.query, k=body.k, language=body.language, filters=filters).to_dict()
+    result = await services.run(services.pipeline.search, body.query, k=body.k, language=body.language,
+                                filters=filters)
+    return result.to_dict()
 
 
 @api.post("/feedback", response_model=FeedbackResponse, dependencies=[RateLimit])
-def feedback(body: FeedbackRequest, store: StoreDep) -> FeedbackResponse:
+async def feedback(body: FeedbackRequest, services: ServicesDep) -> FeedbackResponse:
     """👍 (1) or 👎 (-1) on one answer, optionally with a comment, for the URP to review."""
-    fb = store.add_feedback(body.session_id, body.message_id, body.rating, body.comment, channel="web")
+    fb = await services.run(services.store.add_feedback, body.session_id, body.message_id, body.rating,
+                            body.comment, channel="web")
     return FeedbackResponse(id=fb.id)
 
 
 @api.get("/documents", response_model=DocumentsResponse)
-def documents(pipeline: PipelineDep) -> DocumentsResponse:
+async def documents(pipeline: PipelineDep) -> DocumentsResponse:
     """The indexed documents, from the manifest of the index generation being served."""
     manifest = pipeline.index.manifest
     built = manifest.get("built_at")
@@ -56,7 +60,7 @@ def documents(pipeline: PipelineDep) -> DocumentsResponse:
 
 
 @api.get("/ui/{lang}", response_model=dict[str, str])
-def ui_strings(lang: Language) -> dict[str, str]:
+async def ui_strings(lang: Language) -> dict[str, str]:
     """The web chat's strings in one language (prompts/ui.<lang>.toml)."""
     return load_ui(lang)
 
@@ -68,12 +72,12 @@ async def healthz() -> Health:
 
 
 @health.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
-def readyz(pipeline: PipelineDep, store: StoreDep):
+async def readyz(services: ServicesDep):
     """The index is loaded and answers a real search, and the database responds."""
+    pipeline = services.pipeline
     try:
-        hits = pipeline.search("Lecce", k=1).hits
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        hits = (await services.run(pipeline.search, "Lecce", k=1)).hits
+        await services.run(_ping, services.store)
     except Exception as exc:  # readiness reports, it does not crash
         log.warning("not ready: %s", exc)
         return JSONResponse(Ready(status="unavailable", detail=type(exc).__name__).model_dump(), status_code=503)
@@ -83,3 +87,8 @@ def readyz(pipeline: PipelineDep, store: StoreDep):
     manifest = pipeline.index.manifest
     return Ready(status="ready", generation=manifest["generation"], chunks=manifest.get("chunks"))
 
+
+
+def _ping(store) -> None:
+    with store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

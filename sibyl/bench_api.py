@@ -32,19 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(settings: Settings, port: int, workers: int, db_url: str) -> subprocess.Popen:
+def start_server(settings: Settings, port: int, workers: int, db_url: str, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, SIBYL_RATE_LIMIT="", SIBYL_DATABASE_URL=db_url, HF_HUB_OFFLINE="1",
                SIBYL_DATA_DIR=str(settings.data_dir), SIBYL_CORPUS_DIR=str(settings.corpus_dir),
                SIBYL_API_WORKERS=str(workers))
-    return subprocess.Popen([sys.executable, "-m", "sibyl", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with log_path.open("wb") as log:  # a file, not a pipe: an unread pipe would block the server's logging
+        return subprocess.Popen([sys.executable, "-m", "sibyl", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 600) -> None:
+def wait_ready(url: str, proc: subprocess.Popen | None, log_path: Path | None = None, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError("server exited: " + proc.stderr.read().decode(errors="replace")[-2000:])
+            raise RuntimeError("server exited: " + log_path.read_text(errors="replace")[-2000:])
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return
@@ -98,12 +99,13 @@ def run_bench_api(settings: Settings, questions: Path | None = None, clients: in
     workers = workers or settings.api_workers
     proc = None
     with tempfile.TemporaryDirectory(prefix="sibyl-bench-api-") as tmp:
+        log_path = Path(tmp) / "server.log"
         if url is None:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            proc = start_server(settings, port, workers, f"sqlite:///{Path(tmp) / 'bench.db'}")
+            proc = start_server(settings, port, workers, f"sqlite:///{Path(tmp) / 'bench.db'}", log_path)
         try:
-            wait_ready(url, proc)
+            wait_ready(url, proc, log_path)
             latencies, errors, elapsed = asyncio.run(_load(url, texts, clients, seconds))
         finally:
             if proc is not None:
