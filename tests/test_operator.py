@@ -469,6 +469,13 @@ def test_rejected_upload_changes_nothing(client, app, env, name, data, status):
     assert audit(app, "upload_rejected", "mario")[0].detail["file"] == name
 
 
+def test_oversized_upload_refused_before_reading(client, app, env):
+    before = state(app, env)
+    r = upload(client, "enorme.txt", b"x" * 500_000)
+    assert r.status_code == 413 and r.json()["code"] == "too_large"
+    assert state(app, env) == before
+
+
 def test_upload_search_remove_reindex(client, app, env):
     docs = app.state.operator_console.documents
     generation = app.state.services.pipeline.index.manifest["generation"]

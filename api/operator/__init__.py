@@ -30,7 +30,30 @@ async def csrf_failed(request: Request, exc: CsrfFailed):
                         headers=SECURITY_HEADERS)
 
 
+class UploadLimit:
+    """Refuse an oversized upload from its Content-Length, before the multipart body is read and spooled
+    (the manager checks the real size again after reading)."""
+
+    MARGIN = 64 * 1024  # multipart boundaries and the CSRF field
+
+    def __init__(self, app, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
+            limit = scope["app"].state.settings.upload_max_bytes + self.MARGIN
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > limit:
+                response = JSONResponse({"detail": "upload larger than the configured limit", "code": "too_large"},
+                                        413, headers={**SECURITY_HEADERS, "Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
+    app.add_middleware(UploadLimit, path=f"{PREFIX}/documenti")
     app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="operator-static")
     app.add_exception_handler(NotLoggedIn, not_logged_in)
