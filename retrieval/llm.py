@@ -31,8 +31,10 @@ def _openai(model: str, s: Settings) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     key = s.llm_api_key.get_secret_value() if s.llm_api_key else "no-key"  # local servers take any key
+    # The cap goes as `max_tokens`, which every OpenAI-compatible server reads (ChatOpenAI's own
+    # field is sent as `max_completion_tokens`, which llama-cpp-python's server ignores).
     return ChatOpenAI(model=model, base_url=s.llm_base_url, api_key=key, timeout=s.llm_timeout, max_retries=0,
-                      max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
+                      temperature=s.llm_temperature, extra_body={"max_tokens": s.llm_max_tokens})
 
 
 def _ollama(model: str, s: Settings) -> BaseChatModel:

@@ -95,8 +95,9 @@ def test_factories_build_langchain_chat_models():
                         llm_timeout=7, llm_max_tokens=123, _env_file=None)
     model = build_chat_model(settings)
     assert isinstance(model, ChatOpenAI)
-    assert (model.model_name, model.openai_api_base, model.request_timeout, model.max_tokens, model.max_retries) == \
-        ("gemma-3-270m", "http://127.0.0.1:8080/v1", 7, 123, 0)
+    assert (model.model_name, model.openai_api_base, model.request_timeout, model.max_retries) == \
+        ("gemma-3-270m", "http://127.0.0.1:8080/v1", 7, 0)
+    assert model._get_request_payload([("user", "hi")])["extra_body"] == {"max_tokens": 123}  # sent as max_tokens
     assert model.openai_api_key.get_secret_value() == "k3y"
     model = build_chat_model(settings.model_copy(update={"llm": "ollama:llama3.2", "llm_base_url": "http://127.0.0.1:11434"}))
     assert isinstance(model, ChatOllama)
