@@ -182,7 +182,8 @@ class BotAPIPeer:
                     return 429, {"ok": False, "error_code": 429,
                                  "description": f"Too Many Requests: retry after {extra['retry_after']}",
                                  "parameters": {"retry_after": extra["retry_after"]}}
-                return status, {"ok": False, "error_code": status, "description": extra.get("description", "Bad Gateway")}
+                description = extra.get("description", "Bad Gateway")
+                return status, {"ok": False, "error_code": status, "description": description}
         if method == "getMe":
             return 200, {"ok": True, "result": self._bot_user()}
         if method == "getUpdates":

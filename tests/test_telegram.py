@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.telegram_peer import BOT_ID, BOT_USERNAME, BotAPIPeer, callback, message, parse_telegram_html, user
+from tests.telegram_peer import BOT_USERNAME, BotAPIPeer, callback, message, parse_telegram_html, user
 
 pytestmark = pytest.mark.slow
 

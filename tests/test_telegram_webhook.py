@@ -72,8 +72,8 @@ def test_an_update_with_the_secret_is_answered(client, peer):
     assert r.status_code == 200 and r.json() == {"ok": True}
     assert peer.wait_sent(mark, chat_id=302)[0].result["text"].startswith("Hi Ann!")
     mark = peer.mark()
-    client.post("/telegram/webhook", json={"update_id": 3, **message(302, "Cosa fa il Comune per la mobilità sostenibile?",
-                                                                     user(302, "en", "Ann"))},
+    question = message(302, "Cosa fa il Comune per la mobilità sostenibile?", user(302, "en", "Ann"))
+    client.post("/telegram/webhook", json={"update_id": 3, **question},
                 headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
     answer = peer.wait_sent(mark, chat_id=302)[0]
     assert "Fonti:" in answer.result["text"]
