@@ -339,6 +339,11 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if chat is None:
         return
     try:
+        if update.callback_query is not None:  # stop the button's spinner too
+            await update.callback_query.answer()
+    except TelegramError:
+        pass  # already answered, or too old: the message below is what matters
+    try:
         lang = texts.pick_language(user.language_code if user else None)
         await context.bot.send_message(chat.id, html.escape(texts.text(lang, "error")), parse_mode=ParseMode.HTML)
     except TelegramError as exc:
