@@ -239,7 +239,7 @@ def telegram_update_kind(update) -> str:
     """A bounded label for an update: command, message, callback_query, edited_message, other."""
     message = getattr(update, "message", None)
     if message is not None:
-        return "command" if (message.text or "").startswith("/") else "message"
+        return "command" if str(message.text or "").startswith("/") else "message"
     for kind in ("callback_query", "edited_message", "inline_query", "my_chat_member"):
         if getattr(update, kind, None) is not None:
             return kind
