@@ -619,8 +619,11 @@ def test_language_switch(client):
 
 
 def test_audit_page(client):
+    client.get("/operatore/cerca", params={"q": "teatro <b>romano</b>"})
     r = client.get("/operatore/registro", params={"action": "search"})
     assert r.status_code == 200 and "<td>search</td>" in r.text
+    assert "teatro &lt;b&gt;romano&lt;/b&gt;" in r.text and "<b>romano</b>" not in r.text
+    assert "<td>login</td>" not in r.text  # filtered by action
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------
