@@ -14,7 +14,7 @@ from retrieval.retriever import Filters
 from retrieval.text import fold
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-DEPTH = 50  # candidates fetched before the post-filters (objective, % realised)
+DEPTH = 2000  # at most this many candidates ranked before the post-filters (objective, % realised)
 
 
 class BadFilter(ValueError):
@@ -176,7 +176,8 @@ def _area_key(hit: ConsoleHit) -> tuple:
 
 def console_search(pipeline, query: ConsoleQuery) -> ConsoleResult:
     """Raises BadQuestion for an empty or too long query (the pipeline's own check)."""
-    depth = DEPTH if query.post_filtered() else query.k
+    # Objective and % realised are not index filters: rank every passage so none that matches is cut off.
+    depth = min(max(len(pipeline.index.records), query.k), DEPTH) if query.post_filtered() else query.k
     result = pipeline.search(query.q, k=depth, filters=query.filters)
     stems = query_stems(result.query)
     hits: list[ConsoleHit] = []

@@ -253,6 +253,15 @@ def test_search_with_filters_and_highlight(client, app):
     for cid, _ in found:
         assert float(records[cid]["metadata"]["realised"].replace(",", ".")) >= 99.6
 
+    # every passage in the % range is found, not only those among the top candidates
+    from retrieval.console import realised_value
+
+    expected = {cid for cid, rec in records.items() if rec["document"] == "relazione-performance-2023"
+                and (realised_value(rec["metadata"]) or 100) <= 99}
+    r = client.get("/operatore/cerca", params={"q": "realizzazione obiettivi", "realised_max": "99",
+                                               "document": "relazione-performance-2023"})
+    assert expected and {cid for cid, _ in hits(r.text)} == expected
+
     r = client.get("/operatore/cerca", params={"q": "progetti", "year": "2023"})
     assert all(records[cid]["metadata"].get("year_2023") for cid, _ in hits(r.text))
 
