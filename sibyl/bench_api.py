@@ -115,6 +115,9 @@ def run_bench_api(settings: Settings, questions: Path | None = None, clients: in
         try:
             wait_ready(url, proc, log_path)
             latencies, errors, elapsed = asyncio.run(_load(url, texts, clients, seconds))
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode} during the run: "
+                                   + log_path.read_text(errors="replace")[-3000:])
         finally:
             if proc is not None:
                 proc.terminate()

@@ -231,6 +231,9 @@ def cmd_serve(args) -> int:
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
     else:  # each worker process rebuilds the settings from the environment
+        from sibyl.store import Store
+
+        Store.from_settings(settings).engine.dispose()  # create the tables once, not racing in N workers
         os.environ["SIBYL_DATA_DIR"] = str(settings.data_dir)
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
         uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=workers,
