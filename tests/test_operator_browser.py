@@ -26,11 +26,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 REPO = Path(__file__).resolve().parents[1]
 
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never look anything up
 
-webdriver = pytest.importorskip("selenium.webdriver")
+# No skip: without Debian's chromium + chromium-driver (apt-get install chromium chromium-driver) this fails.
+from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -87,7 +86,7 @@ def server(settings, built_index, tmp_path_factory):
 
 @pytest.fixture
 def browser(tmp_path):
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look anything up
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "apt-get install chromium chromium-driver"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
