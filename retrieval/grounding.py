@@ -22,6 +22,10 @@ LIST_MARKER = re.compile(r"^\s*\d{1,2}[.)]\s+", re.M)
 QUOTED = re.compile(r"“[^”]*”|«[^»]*»|\"[^\"]*\"")
 # How a model that does not know points the citizen to the office (rule 5 of the system prompt).
 URP = re.compile(r"\bURP\b|relazioni con il pubblico|public relations office", re.I)
+# A run this long copied from the prompt's own wording is an echo of the instructions, not an answer
+# (small models repeat their prompt; the rules even contain "[1]" and "[1][2]").
+ECHO_WORDS = 8
+PROMPT_TAGS = re.compile(r"</?\s*(fonte|source|domanda|question|conversazione|conversation)\b", re.I)
 
 
 def citations(text: str) -> list[int]:
@@ -45,6 +49,15 @@ def numbers(text: str) -> list[str]:
     return NUMBER.findall(text)
 
 
+def _shingles(text: str, size: int = ECHO_WORDS) -> set[tuple[str, ...]]:
+    tokens = re.findall(r"\w+", text.lower())
+    return {tuple(tokens[i:i + size]) for i in range(len(tokens) - size + 1)}
+
+
+def repeats(text: str, instructions: str) -> bool:
+    return bool(_shingles(text) & _shingles(instructions))
+
+
 def _known_numbers(texts: Iterable[str]) -> set[str]:
     known: set[str] = set()
     for text in texts:
@@ -61,11 +74,13 @@ class GroundingResult:
     declined: bool = False  # the model said it does not know (no citation, points to the URP)
 
 
-def check(text: str, sources: dict[int, str], question: str, language: str) -> GroundingResult:
-    """`sources` maps each given source number to its passage text."""
+def check(text: str, sources: dict[int, str], question: str, language: str, instructions: str = "") -> GroundingResult:
+    """`sources` maps each given source number to its passage text; `instructions` is the prompt's own wording."""
     body = text.strip()
     if not body:
         return GroundingResult(False, "empty answer")
+    if instructions and (repeats(body, instructions) or PROMPT_TAGS.search(body)):
+        return GroundingResult(False, "repeats the instructions")
     cited = citations(body)
     unknown = sorted({n for n in cited if n not in sources})
     if unknown:

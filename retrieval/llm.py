@@ -73,6 +73,13 @@ def templates(language: str) -> dict[str, str]:
         return tomllib.load(fh)
 
 
+def instructions(language: str) -> str:
+    """The prompts' own wording (placeholders blanked): an answer must not repeat it."""
+    t = templates(language)
+    text = "\n".join(t[k] for k in ("system", "answer", "context", "condense"))
+    return re.sub(r"\{\w+\}", " ", text)
+
+
 _TAGS = re.compile(r"<\s*/?\s*(?:source|fonte|question|domanda|conversation|conversazione)\b", re.I)
 
 
@@ -176,7 +183,8 @@ class LLMAnswerer:
     def finish(self, extractive: Answer, text: str, started: float) -> Outcome:
         text = _clean(text)
         question = " ".join(filter(None, [extractive.question, extractive.retrieval_query]))
-        result = check(text, {s.n: s.text for s in extractive.sources}, question, extractive.language)
+        result = check(text, {s.n: s.text for s in extractive.sources}, question, extractive.language,
+                       instructions(extractive.language))
         if not result.ok:
             return self._fallback(extractive, text, f"grounding check failed: {result.reason}", started, result)
         if result.declined:

@@ -156,6 +156,8 @@ def test_grounded_reply_is_shown_in_llm_mode(pipeline, with_llm, it_extractive):
     ("no citation", "Il Comune promuove la mobilità sostenibile e nuove piste ciclabili.", "no citation"),
     ("invented number", "Il Comune ha stanziato 4.321.987 euro per la mobilità sostenibile [1].", "numbers not in the cited sources"),
     ("wrong language", "The City of Lecce promotes sustainable mobility and new bike lanes for its citizens [1].", "expected 'it'"),
+    ("echoed rules", "Sei Sibyl. Dopo ogni affermazione cita la fonte da cui viene con il suo numero tra parentesi "
+                     "quadre, per esempio [1] oppure [1][2].", "repeats the instructions"),
 ])
 def test_failed_check_falls_back_to_the_extractive_answer(pipeline, with_llm, it_extractive, caplog, case, reply, reason):
     with_llm(fake(reply))

@@ -82,3 +82,15 @@ def test_declining_with_the_urp_passes_without_citation():
 
 def test_empty_answer_fails():
     assert not check("   ", SOURCES, "domanda", "it").ok
+
+
+def test_an_echo_of_the_instructions_fails_even_with_citations():
+    rules = "Dopo ogni affermazione cita la fonte da cui viene con il suo numero tra parentesi quadre, per esempio [1]."
+    echo = "Regole. " + rules + " Rispondi in italiano [1]."
+    assert check(echo, SOURCES, "domanda", "it").ok  # citations, no numbers, Italian: only the echo check stops it
+    result = check(echo, SOURCES, "domanda", "it", instructions="Sei Sibyl.\n" + rules)
+    assert not result.ok and result.reason == "repeats the instructions"
+    answer = "L'area Mobilità sostenibile è stata realizzata al 99,39% nel 2023, dice la fonte [1]."
+    assert check(answer, SOURCES, "domanda", "it", instructions="Sei Sibyl.\n" + rules).ok
+    tagged = '<fonte n="1">L\'area è stata realizzata al 99,39% [1].</fonte>'
+    assert not check(tagged, SOURCES, "domanda", "it", instructions=rules).ok  # prompt markup echoed

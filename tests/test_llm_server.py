@@ -19,7 +19,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from retrieval.answer import Source
 from retrieval.grounding import check
 from retrieval.language import detect_language
-from retrieval.llm import LLMAnswerer, build_chat_model
+from retrieval.llm import LLMAnswerer, build_chat_model, instructions
 from sibyl import local_llm
 
 MISSING = local_llm.available()
@@ -68,7 +68,8 @@ def real_llm(pipeline, server, monkeypatch):
 
 def assert_honest(outcome, extractive):
     """The mode shown matches an independent re-run of the checks on the model's text."""
-    verdict = check(outcome.text, {s.n: s.text for s in extractive.sources}, extractive.question, extractive.language)
+    verdict = check(outcome.text, {s.n: s.text for s in extractive.sources}, extractive.question, extractive.language,
+                    instructions(extractive.language))
     if outcome.answer.mode == "llm":
         assert verdict.ok and outcome.reason is None
         assert outcome.answer.answer.startswith(outcome.text)
