@@ -12,11 +12,8 @@ ENV PATH=/opt/sibyl/bin:$PATH
 WORKDIR /app
 # Dependencies first (from pyproject.toml), so code changes reuse this layer.
 COPY pyproject.toml ./
-RUN python - <<'EOF' > /tmp/requirements.txt
-import tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"].get("scale", [])))
-EOF
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies'].get('scale', [])))" > /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 COPY README.md ./
 COPY sibyl ./sibyl
