@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (Chroma through LangChain's VectorStore) and BM25, fused by reciprocal rank."""
+"""Hybrid retrieval: dense (the Chroma collection) and BM25, fused by reciprocal rank."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
 
 from retrieval.glossary import Expansion, expand
@@ -60,11 +59,6 @@ class HybridRetriever:
         self.index = index
         self.settings = settings
         self.embeddings = embeddings
-        self.store = Chroma(
-            client=index.client,
-            collection_name=index.collection.name,
-            embedding_function=embeddings,
-        )
         self._query_cache: OrderedDict[str, list[float]] = OrderedDict()
 
     def embed_query(self, text: str) -> list[float]:
@@ -87,10 +81,11 @@ class HybridRetriever:
         if expansion.italian:
             # e5 is multilingual, but adding the documents' own wording anchors short English questions.
             dense_query = f"{query} ({'; '.join(expansion.italian[:6])})"
-        pairs = self.store.similarity_search_by_vector_with_relevance_scores(
-            self.embed_query(dense_query), k=depth, filter=filters.where()
-        )
-        dense_ranked = [(doc.id, 1.0 - float(distance)) for doc, distance in pairs]
+        # Ids and distances only: the passages are already in memory (index.records), and asking
+        # Chroma for documents and metadatas too doubles the cost of the query.
+        found = self.index.collection.query(query_embeddings=[self.embed_query(dense_query)], n_results=depth,
+                                            where=filters.where(), include=["distances"])
+        dense_ranked = [(cid, 1.0 - float(distance)) for cid, distance in zip(found["ids"][0], found["distances"][0])]
 
         tokens = analyze_query(" ".join([query, *expansion.terms]))
         scores = self.index.lexical.scores(tokens)
