@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sibyl.settings import Settings
 
-REASONS = [("no citation", "no citation"), ("cites sources not given", "bad citation"),
+REASONS = [("repeats the instructions", "echoed the prompt"), ("no citation", "no citation"), ("cites sources not given", "bad citation"),
            ("numbers not in", "number not in sources"), ("answer is in", "wrong language"),
            ("empty answer", "empty"), ("Timeout", "timeout"), ("Connection", "connection error")]
 
