@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import httpx
+import sqlalchemy.exc
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -74,6 +77,13 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     return error(exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers=exc.headers)
 
 
+async def backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The index server (Chroma) or the database is unreachable: temporary, so 503 + Retry-After."""
+    log.warning("backend unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return error(503, "unavailable", "The service is temporarily unavailable; please retry shortly.",
+                 headers={"Retry-After": "5"}, retry_after=5)
+
+
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:
     """Last resort: log the traceback, tell the client without leaking internals."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -87,4 +97,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownMessage, unknown_message)
     app.add_exception_handler(RateLimited, rate_limited)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    for exc_type in (httpx.TransportError, ConnectionError, sqlalchemy.exc.OperationalError):
+        app.add_exception_handler(exc_type, backend_unavailable)
     app.add_exception_handler(Exception, unexpected)

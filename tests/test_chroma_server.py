@@ -126,3 +126,21 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     assert out.returncode == 1
     assert "Could not connect to a Chroma server" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_api_answers_503_while_the_index_server_is_down(server, replica_a):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    settings = replica_a.settings.model_copy(update={"rate_limit": ""})
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/api/chat", json={"message": QUESTION}).status_code == 200
+        server.stop()
+        try:
+            down = client.post("/api/chat", json={"message": "Cosa prevede il DUP per la protezione civile?"})
+            assert down.status_code == 503
+            assert down.headers["Retry-After"] == "5" and down.json()["code"] == "unavailable"
+        finally:
+            server.restart()
+        assert client.post("/api/chat", json={"message": QUESTION}).status_code == 200
