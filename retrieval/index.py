@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -283,9 +284,24 @@ def _complete(gen_dir: Path) -> bool:
     return (gen_dir / "chunks.jsonl").exists() and (gen_dir / "bm25").exists()
 
 
+_KIND_NOTE = re.compile(r" \(attività di (?:sviluppo|miglioramento)\)|attività di (?:sviluppo|miglioramento); ")
+_WELLBEING = re.compile(r"^- Benessere [^:]{1,60}:\s*", re.M)
+
+
 def embedding_text(chunk: Chunk) -> str:
-    """What the dense model reads: the whole standalone text (title, section path, body)."""
-    return chunk.text
+    """What the dense model reads: the section path and body, without the boilerplate every row repeats.
+
+    Embedding cost grows with tokens (cold ingest is the budget), and the document title, the
+    activity kind after each row and the "Benessere …:" prefixes add tokens but no meaning.
+    Area overviews list their objectives' first words only; the objectives have their own chunks.
+    """
+    lines = chunk.text.split("\n")
+    prose = chunk.section.startswith("§")
+    head, body = ([chunk.title], lines[1:]) if prose else ([chunk.section], lines[2:])
+    if chunk.metadata.get("level") == "area":
+        body = [" ".join(line.split()[:14]) if line.startswith("- ") else line for line in body]
+    text = "\n".join(head + body)
+    return _WELLBEING.sub("- ", _KIND_NOTE.sub("", text))
 
 
 def chunk_record(chunk: Chunk) -> dict:

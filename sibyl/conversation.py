@@ -5,6 +5,7 @@ from __future__ import annotations
 from retrieval.followup import resolve
 from retrieval.pipeline import Pipeline
 from retrieval.suggestions import suggest
+from sibyl.observability import record_answer
 from sibyl.store import Store, UnknownSession  # noqa: F401  (re-exported for the channels)
 
 
@@ -29,6 +30,7 @@ class ConversationService:
                                    retrieval_query=resolved.query, fallback_language=session.language)
         payload = answer.to_dict()
         _, bot_message = self.store.add_exchange(session.id, channel, question, payload)
+        record_answer(channel, payload)  # metrics + this request's (or bot update's) log line
         payload["session_id"] = session.id
         payload["message_id"] = bot_message.id
         payload["suggestions"] = suggest(answer, self.pipeline.index.records)
