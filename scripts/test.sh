@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it. Used as-is by the README and by .ci/run.
-#   - a virtualenv in .venv with the project and its test extras (torch pinned to the CPU build)
+#   - a virtualenv in .venv with the project, its test extras (torch pinned to the CPU build) and the
+#     local LLM server for the real-model test (llama-cpp-python builds from source: ~7 min on 2 cores)
 #   - Debian's chromium + chromium-driver for the browser tests (when missing and we can apt-get)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,6 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,llm-local]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
 exec .venv/bin/python -m pytest "$@"
