@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from tests.test_web_browser import REPO, bot_messages, free_port, make_driver, wait
+from tests.browser import free_port, make_driver, sibyl_server
+from tests.test_web_browser import bot_messages, wait
 
 pytestmark = pytest.mark.slow
 
@@ -82,35 +80,12 @@ def model_server():
 @pytest.fixture(scope="module")
 def server(settings, built_index, tmp_path_factory, model_server):
     tmp = tmp_path_factory.mktemp("web-llm")
-    port = free_port()
     env = dict(os.environ, SIBYL_DATA_DIR=str(settings.data_dir), SIBYL_CORPUS_DIR=str(settings.corpus_dir),
                SIBYL_DATABASE_URL=f"sqlite:///{tmp / 'sibyl.db'}", SIBYL_RATE_LIMIT="", HF_HUB_OFFLINE="1",
                SIBYL_API_WORKERS="1", SIBYL_LLM="openai:recorded", SIBYL_LLM_BASE_URL=model_server[1],
                SIBYL_LLM_TIMEOUT="30")
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            pytest.fail("server exited: " + (tmp / "server.log").read_text()[-3000:])
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server not ready in time")
-        time.sleep(0.3)
-    yield {"url": url, "tmp": tmp}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with sibyl_server(env, tmp) as (url, _proc):
+        yield {"url": url, "tmp": tmp}
 
 
 def ask_watching_progress(driver, text: str, count_before: int):

@@ -8,43 +8,28 @@ the citizen web chat page, then found in the operator's unanswered list.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.browser import REPO, make_driver, sibyl_server
 from tests.operator_support import PASSWORD, isolated_settings
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-REPO = Path(__file__).resolve().parents[1]
 
-os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never look anything up
 
 # No skip: without Debian's chromium + chromium-driver (apt-get install chromium chromium-driver) this fails.
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ABSTAIN = "Quali sono gli orari della piscina comunale di via Roma?"
 NEW_DOC = ("# Orto urbano di Borgo San Nicola\n\nIl Comune di Lecce affida a un'associazione di quartiere l'orto "
            "urbano di Borgo San Nicola: quaranta parcelle coltivabili, una compostiera di comunità e laboratori "
            "di giardinaggio per le scuole primarie del quartiere.\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,44 +42,13 @@ def server(settings, built_index, tmp_path_factory):
     added = subprocess.run([sys.executable, "-m", "sibyl", "operator", "add", "mario"], input=PASSWORD + "\n",
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert added.returncode == 0, added.stderr
-    port = free_port()
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            pytest.fail("server exited: " + (tmp / "server.log").read_text()[-3000:])
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server not ready in time")
-        time.sleep(0.3)
-    yield {"url": url, "tmp": tmp, "corpus": own.corpus_dir}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with sibyl_server(env, tmp) as (url, _proc):
+        yield {"url": url, "tmp": tmp, "corpus": own.corpus_dir}
 
 
 @pytest.fixture
 def browser(tmp_path):
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "apt-get install chromium chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--lang=it-IT",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = make_driver(tmp_path / "profile", width=1280, height=1000)
     yield driver
     driver.quit()
 

@@ -7,30 +7,20 @@ the test reads the conversation database directly to check that feedback given i
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.browser import make_driver, sibyl_server
+
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never look anything up
-
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> piste ciclabili?'
 
@@ -65,60 +55,15 @@ return low;
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(settings, built_index, tmp_path_factory):
     """`sibyl serve` in a subprocess: the real app, uvicorn, loopback."""
     tmp = tmp_path_factory.mktemp("web")
-    port = free_port()
     db_url = f"sqlite:///{tmp / 'sibyl.db'}"
     env = dict(os.environ, SIBYL_DATA_DIR=str(settings.data_dir), SIBYL_CORPUS_DIR=str(settings.corpus_dir),
                SIBYL_DATABASE_URL=db_url, SIBYL_RATE_LIMIT="", HF_HUB_OFFLINE="1", SIBYL_API_WORKERS="1")
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            pytest.fail("server exited: " + (tmp / "server.log").read_text()[-3000:])
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server not ready in time")
-        time.sleep(0.3)
-    yield {"url": url, "db_url": db_url, "proc": proc, "tmp": tmp}
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
-
-
-def make_driver(tmp: Path, lang: str = "it-IT", width: int = 1100, height: int = 900):
-    # A missing browser fails (it does not skip): CI installs chromium + chromium-driver (scripts/test.sh).
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp}", f"--lang={lang}",
-                 f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    with sibyl_server(env, tmp) as (url, proc):
+        yield {"url": url, "db_url": db_url, "proc": proc, "tmp": tmp}
 
 
 @pytest.fixture
