@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
-from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -22,10 +20,8 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}")
 
 
-@lru_cache(maxsize=4)
 def ui_strings(lang: str) -> dict[str, str]:
-    with (Path(prompts.__file__).parent / f"ui.{lang}.toml").open("rb") as fh:
-        return tomllib.load(fh)
+    return prompts.catalog("ui", lang)
 
 
 def _page(name: str, ancestors: str) -> FileResponse:

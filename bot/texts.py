@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
-from functools import lru_cache
 
 import prompts
 
@@ -16,16 +14,12 @@ def pick_language(code: str | None) -> str:
     return base if base in LANGUAGES else "it"
 
 
-@lru_cache(maxsize=4)
 def _messages(language: str) -> dict:
-    lang = language if language in LANGUAGES else "it"
-    with (prompts.HERE / f"telegram.{lang}.toml").open("rb") as fh:
-        return tomllib.load(fh)
+    return prompts.catalog("telegram", language)
 
 
-def text(language: str, key: str, **values) -> str:
-    template = _messages(language)[key]
-    return template.format(**values) if values else template
+def text(language: str, key: str, /, **values) -> str:
+    return prompts.render("telegram", language, key, **values)
 
 
 def prompt_heading(language: str) -> str:

@@ -11,16 +11,25 @@ HERE = Path(__file__).parent
 LANGUAGES = ("it", "en")
 
 
-@lru_cache(maxsize=4)
-def messages(language: str) -> dict:
+@lru_cache(maxsize=32)
+def catalog(name: str, language: str) -> dict:
+    """One texts file (`<name>.<lang>.toml`: messages, ui, telegram, operator, llm); Italian when unknown."""
     lang = language if language in LANGUAGES else "it"
-    with (HERE / f"messages.{lang}.toml").open("rb") as fh:
+    with (HERE / f"{name}.{lang}.toml").open("rb") as fh:
         return tomllib.load(fh)
 
 
-def text(language: str, key: str, **values) -> str:
-    template = messages(language)[key]
+def render(name: str, language: str, key: str, /, **values) -> str:
+    template = catalog(name, language)[key]
     return template.format(**values) if values else template
+
+
+def messages(language: str) -> dict:
+    return catalog("messages", language)
+
+
+def text(language: str, key: str, /, **values) -> str:
+    return render("messages", language, key, **values)
 
 
 @lru_cache(maxsize=1)

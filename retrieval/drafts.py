@@ -3,9 +3,7 @@ e-mail or PEC reply, in plain text and HTML. Wording comes from prompts/operator
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
 from html import escape
 
 import prompts
@@ -14,17 +12,13 @@ from retrieval.answer import Answer, source_label
 LANGUAGES = ("it", "en")
 
 
-@lru_cache(maxsize=2)
 def strings(language: str) -> dict:
     """Operator console texts (UI and draft templates) in one language; Italian when unknown."""
-    lang = language if language in LANGUAGES else "it"
-    with (prompts.HERE / f"operator.{lang}.toml").open("rb") as fh:
-        return tomllib.load(fh)
+    return prompts.catalog("operator", language)
 
 
-def t(language: str, key: str, **values) -> str:
-    template = strings(language)[key]
-    return template.format(**values) if values else template
+def t(language: str, key: str, /, **values) -> str:
+    return prompts.render("operator", language, key, **values)
 
 
 @dataclass

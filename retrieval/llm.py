@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import prompts
 from langchain_core.language_models import BaseChatModel
@@ -66,11 +64,8 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     return PROVIDERS[provider](model.strip(), settings)
 
 
-@lru_cache(maxsize=4)
 def templates(language: str) -> dict[str, str]:
-    lang = language if language in prompts.LANGUAGES else "it"
-    with (prompts.HERE / f"llm.{lang}.toml").open("rb") as fh:
-        return tomllib.load(fh)
+    return prompts.catalog("llm", language)
 
 
 def instructions(language: str) -> str:
