@@ -39,17 +39,23 @@ def _settings(args):
 
 
 def _pipeline(settings):
+    """The loaded pipeline; builds the index first when there is none (and a corpus to build it from)."""
     from retrieval.pipeline import Pipeline
 
-    if not settings.corpus_dir.is_dir() and IndexStoreCurrent(settings) is None:
-        raise CliError(f"corpus directory not found: {settings.corpus_dir}")
-    return Pipeline.open(settings)
+    _ensure_index(settings)
+    return Pipeline.open(settings, build_if_missing=False)
 
 
-def IndexStoreCurrent(settings):
+def _ensure_index(settings) -> None:
     from retrieval.index import IndexStore
 
-    return IndexStore(settings).current()
+    store = IndexStore(settings)
+    if store.current() is not None:
+        return
+    if not settings.corpus_dir.is_dir():
+        raise CliError(f"corpus directory not found: {settings.corpus_dir}")
+    print("sibyl: first start, building the index from the corpus...", file=sys.stderr, flush=True)
+    store.ingest(settings.corpus_dir)
 
 
 def cmd_ingest(args) -> int:
@@ -215,13 +221,7 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     settings = _settings(args)
-    if IndexStoreCurrent(settings) is None:
-        from retrieval.index import IndexStore
-
-        if not settings.corpus_dir.is_dir():
-            raise CliError(f"corpus directory not found: {settings.corpus_dir}")
-        print("sibyl: first start, building the index...", file=sys.stderr, flush=True)
-        IndexStore(settings).ingest(settings.corpus_dir)
+    _ensure_index(settings)
     workers = args.workers or settings.api_workers
     print(f"sibyl: web chat on http://{args.host}:{args.port}/  (API docs: http://{args.host}:{args.port}/docs)",
           file=sys.stderr, flush=True)
