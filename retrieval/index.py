@@ -286,22 +286,33 @@ def _complete(gen_dir: Path) -> bool:
 
 _KIND_NOTE = re.compile(r" \(attività di (?:sviluppo|miglioramento)\)|attività di (?:sviluppo|miglioramento); ")
 _WELLBEING = re.compile(r"^- Benessere [^:]{1,60}:\s*", re.M)
+_LIST_HEADERS = re.compile(
+    r"^(Attività:|Obiettivi operativi di sviluppo 2023:|Obiettivi strategici dell'area \d+ \(\d+\):"
+    r"|Obiettivi strategici 2019-2024 dell'area e realizzazione degli obiettivi operativi 2023:)\n", re.M)
+_LATER_PART = re.compile(r"\(parte (?!1/)\d+/\d+\)$")
+_OBJECTIVE_LABEL = re.compile(r"^Obiettivo strategico (?:2019-2024 )?(\d+\.\d+): ", re.M)
 
 
 def embedding_text(chunk: Chunk) -> str:
     """What the dense model reads: the section path and body, without the boilerplate every row repeats.
 
-    Embedding cost grows with tokens (cold ingest is the budget), and the document title, the
-    activity kind after each row and the "Benessere …:" prefixes add tokens but no meaning.
-    Area overviews list their objectives' first words only; the objectives have their own chunks.
+    Embedding cost grows with tokens (cold ingest is the budget), and the document title, list
+    headers, the activity kind after each row and the "Benessere …:" prefixes add tokens but no
+    meaning. Area overviews list their objectives' first words only (each objective has its own
+    chunk), and a continuation part of a long objective repeats only the start of its statement.
+    BM25 and the reader still get the full text.
     """
     lines = chunk.text.split("\n")
     prose = chunk.section.startswith("§")
     head, body = ([chunk.title], lines[1:]) if prose else ([chunk.section], lines[2:])
     if chunk.metadata.get("level") == "area":
-        body = [" ".join(line.split()[:14]) if line.startswith("- ") else line for line in body]
+        body = [" ".join(line.split()[:10]) if line.startswith("- ") else line for line in body]
+    elif _LATER_PART.search(chunk.section) and body:
+        body[0] = " ".join(body[0].split()[:12])
     text = "\n".join(head + body)
-    return _WELLBEING.sub("- ", _KIND_NOTE.sub("", text))
+    text = _LIST_HEADERS.sub("", _WELLBEING.sub("- ", _KIND_NOTE.sub("", text)))
+    text = text.replace("Realizzazione degli obiettivi operativi 2023:", "Realizzazione 2023:")
+    return _OBJECTIVE_LABEL.sub(r"\1: ", text)
 
 
 def chunk_record(chunk: Chunk) -> dict:

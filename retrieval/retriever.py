@@ -78,9 +78,9 @@ class HybridRetriever:
         depth = max(self.settings.candidates, k)
 
         dense_query = query
-        if expansion.italian:
+        if expansion.italian and self.settings.dense_expansion:
             # e5 is multilingual, but adding the documents' own wording anchors short English questions.
-            dense_query = f"{query} ({'; '.join(expansion.italian[:6])})"
+            dense_query = f"{query} ({'; '.join(expansion.italian[:3])})"
         # Ids and distances only: the passages are already in memory (index.records), and asking
         # Chroma for documents and metadatas too doubles the cost of the query.
         found = self.index.collection.query(query_embeddings=[self.embed_query(dense_query)], n_results=depth,

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     lexical_weight: float = Field(1.0, ge=0)
+    dense_expansion: bool = Field(
+        True, description="Append the glossary's Italian terms to the dense query too (not only to BM25)."
+    )
     abstain_threshold: float = Field(
         0.36, ge=0, le=1, description="Minimum evidence score (0-1) to answer; calibrated on the dev set and tests/data/calibration.jsonl."
     )
