@@ -90,6 +90,16 @@ def _same_line(a: set[str], b: set[str]) -> bool:
 class Composer:
     def __init__(self, scorer: EvidenceScorer) -> None:
         self.scorer = scorer
+        self._lines: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
+
+    def lines_of(self, record: dict) -> list[tuple[int, str, frozenset[str]]]:
+        """Candidate lines with their analysed tokens; a passage never changes within an index."""
+        cached = self._lines.get(record["id"])
+        if cached is None:
+            lang = record.get("language", "it")
+            cached = [(pos, line, frozenset(analyze(line, lang))) for pos, line in candidate_lines(record)]
+            self._lines[record["id"]] = cached
+        return cached
 
     def _query_stems(self, query_terms: list[str]) -> set[str]:
         stems = set()
@@ -104,8 +114,7 @@ class Composer:
     def pick_lines(self, question: str, record: dict, stems: set[str]) -> list[tuple[float, str]]:
         wants_number = bool(_QUANTITY.search(question))
         scored = []
-        for pos, line in candidate_lines(record):
-            toks = set(analyze(line, record.get("language", "it")))
+        for pos, line, toks in self.lines_of(record):
             # Length-normalised like BM25: a short line naming the asked thing beats a long one touching it.
             score = sum(self.scorer.idf([t]) for t in toks & stems) / max(1.0, len(toks)) ** 0.5
             if wants_number:

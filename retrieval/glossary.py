@@ -24,15 +24,19 @@ class Expansion:
         return self.italian + self.english
 
 
+def _words_pattern(terms: list[str]) -> re.Pattern:
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(fold(t)) for t in terms) + r")(?!\w)")
+
+
 @lru_cache(maxsize=4)
-def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str], list[re.Pattern]]]:
+def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str], re.Pattern, list[re.Pattern]]]:
+    """Per entry: its terms, one pattern matching any of them (the fast test), one pattern per term."""
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     entries = []
     for entry in data.get("entry", []):
         it, en = list(entry.get("it", [])), list(entry.get("en", []))
-        patterns = [re.compile(r"(?<!\w)" + re.escape(fold(t)) + r"(?!\w)") for t in it + en]
-        entries.append((it, en, patterns))
+        entries.append((it, en, _words_pattern(it + en), [_words_pattern([t]) for t in it + en]))
     return entries
 
 
@@ -41,9 +45,8 @@ def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
     matched: list[str] = []
     italian: list[str] = []
     english: list[str] = []
-    for it, en, patterns in load_glossary(path):
-        hits = [p.pattern for p in patterns if p.search(folded)]
-        if not hits:
+    for it, en, any_term, patterns in load_glossary(path):
+        if not any_term.search(folded):
             continue
         terms = it + en
         matched += [terms[i] for i, p in enumerate(patterns) if p.search(folded)]

@@ -18,10 +18,11 @@ class ConversationService:
               language: str | None = None, external_key: str | None = None) -> dict:
         """Answer a message in its conversation and persist both. Raises BadQuestion / UnknownSession."""
         question = self.pipeline.clean_question(message)
-        session = self.store.open_session(session_id, channel=channel, external_key=external_key)
-        previous = [m.retrieval_query or m.text for m in
-                    self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
-                    if m.intent in (None, "question")]
+        session = self.store.open_session(session_id, channel=channel, external_key=external_key, persist_new=False)
+        new = getattr(session, "is_new", False)
+        previous = [] if new else [m.retrieval_query or m.text for m in
+                                   self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
+                                   if m.intent in (None, "question")]
         resolved = resolve(question, previous)
         if resolved.followup and self.pipeline.llm is not None:  # LLM mode: the model rewrites the follow-up
             lang = self.pipeline.language_of(question, language or None, session.language)
@@ -29,7 +30,8 @@ class ConversationService:
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
                                    retrieval_query=resolved.query, fallback_language=session.language)
         payload = answer.to_dict()
-        _, bot_message = self.store.add_exchange(session.id, channel, question, payload)
+        _, bot_message = self.store.add_exchange(session.id, channel, question, payload,
+                                                 new_session=session if new else None)
         record_answer(channel, payload)  # metrics + this request's (or bot update's) log line
         payload["session_id"] = session.id
         payload["message_id"] = bot_message.id

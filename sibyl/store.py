@@ -113,8 +113,12 @@ class Store:
         return session
 
     def open_session(self, session_id: str | None = None, channel: str = "web",
-                     external_key: str | None = None) -> ChatSession:
-        """An existing active session (by id or external key such as a Telegram chat), or a new one."""
+                     external_key: str | None = None, persist_new: bool = True) -> ChatSession:
+        """An existing active session (by id or external key such as a Telegram chat), or a new one.
+
+        With persist_new=False a new session is returned unsaved (`session.is_new`); add_exchange
+        stores it in the same transaction as its first exchange (one commit instead of two).
+        """
         with self.Session() as db:
             if session_id is not None:
                 found = self._active(db, db.get(ChatSession, session_id))
@@ -127,9 +131,13 @@ class Store:
                 for row in rows:
                     if self._active(db, row) is not None:
                         return row
-            session = ChatSession(channel=channel, external_key=external_key)
-            db.add(session)
-            db.commit()
+            now = utcnow()
+            session = ChatSession(id=new_id(), channel=channel, external_key=external_key, created_at=now,
+                                  last_seen_at=now, expired=False)
+            session.is_new = not persist_new
+            if persist_new:
+                db.add(session)
+                db.commit()
             return session
 
     def set_language(self, session_id: str, language: str | None) -> None:
@@ -144,22 +152,25 @@ class Store:
             return db.get(ChatSession, session_id)
 
     # --- messages ------------------------------------------------------------------------
-    def add_exchange(self, session_id: str, channel: str, question: str, answer: dict) -> tuple[Message, Message]:
+    def add_exchange(self, session_id: str, channel: str, question: str, answer: dict,
+                     new_session: ChatSession | None = None) -> tuple[Message, Message]:
         """Store the question and the answer together, so a crash never keeps one without the other."""
         with self.Session() as db:
-            user = Message(session_id=session_id, role="user", channel=channel, text=question,
-                           language=answer.get("language"))
-            db.add(user)
-            db.flush()
-            bot = Message(session_id=session_id, role="assistant", channel=channel, text=answer["answer"],
+            if new_session is not None:
+                db.add(new_session)
+            now = utcnow()
+            user = Message(id=new_id(), session_id=session_id, role="user", channel=channel, text=question,
+                           language=answer.get("language"), created_at=now)
+            bot = Message(id=new_id(), session_id=session_id, role="assistant", channel=channel, text=answer["answer"],
                           language=answer.get("language"), answered=answer.get("answered"),
                           intent=answer.get("intent"), mode=answer.get("mode"),
                           retrieval_query=answer.get("retrieval_query") or question,
-                          sources=answer.get("sources"), reply_to=user.id)
-            db.add(bot)
-            session = db.get(ChatSession, session_id)
+                          sources=answer.get("sources"), reply_to=user.id,
+                          created_at=now + timedelta(microseconds=1))
+            db.add_all([user, bot])  # ids are ours: one flush, at commit
+            session = new_session or db.get(ChatSession, session_id)
             if session is not None:
-                session.last_seen_at = utcnow()
+                session.last_seen_at = now
                 session.language = answer.get("language") or session.language
             db.commit()
             return user, bot
