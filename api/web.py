@@ -39,7 +39,8 @@ def index() -> FileResponse:
 
 @router.get("/embed")
 def embed(request: Request) -> FileResponse:
-    return _page("embed.html", request.app.state.settings.embed_ancestors or "'none'")
+    """The same page, allowed inside an iframe on the sites in SIBYL_EMBED_ANCESTORS (compact layout)."""
+    return _page("index.html", request.app.state.settings.embed_ancestors or "'none'")
 
 
 def mount(app) -> None:

@@ -436,6 +436,8 @@
   }
 
   function init() {
+    // /embed serves this same page for an iframe: a compact layout, chosen by the path.
+    if (/^\/embed\/?$/.test(window.location.pathname)) document.getElementById("app").classList.add("embed");
     log = document.getElementById("log");
     form = document.getElementById("composer");
     input = document.getElementById("q");
