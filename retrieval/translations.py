@@ -1,0 +1,391 @@
+"""Reviewed English text for the Italian corpus, kept as data beside it (corpus/translations/en/).
+
+A passage line is translated by the hash of its normalised Italian text, so re-chunking or moving a
+line does not lose its translation and a changed original no longer finds the old one (it is stale).
+The lines the corpus loader writes around the documents' own words ("Obiettivo strategico 1.1: …",
+"… (attività di sviluppo)") are frames in ``_common.toml``: the words inside are translated once and
+the frame wraps them, so the same objective or activity name has one translation wherever it appears.
+
+Only ``status = "approved"`` entries are used; ``pending`` ones await review. Nothing here calls a
+model: drafting belongs to a later command, which can reuse ``fidelity_problems`` to check a draft.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+COMMON_FILE = "_common.toml"
+STATUSES = ("approved", "pending")
+# The same rules as retrieval.answer.candidate_lines (not imported: answer.py will use this module).
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý“\"'])")
+_BULLET = "-•· "
+_LONG = 300
+_LETTER = re.compile(r"[^\W\d_]")
+_SLOT = re.compile(r"\{(\w+)\}")
+# Slot kinds: verbatim codes and numbers, or words that are translated in turn.
+_SLOT_PATTERNS = {
+    "n": r"\d+(?:[./]\d+)*",
+    "years": r"\d{4}(?:, \d{4})*",
+    "value": r"\d+(?:,\d+)?%?",
+    "text": r".+?",
+}
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def normalise(text: str) -> str:
+    """NFC, whitespace collapsed, trimmed: what the hash and the lookup see."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def source_hash(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()[:16]
+
+
+def has_words(text: str) -> bool:
+    """'§3', '/' or '2023' need no translation."""
+    return bool(_LETTER.search(text))
+
+
+@dataclass(frozen=True)
+class Entry:
+    passage: str
+    source_hash: str
+    it: str
+    en: str
+    status: str
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A line shape written by the corpus loader, e.g. 'Obiettivo strategico {n}: {text}'."""
+
+    it: str
+    en: str
+    pattern: re.Pattern = field(compare=False)
+
+    @classmethod
+    def of(cls, it: str, en: str) -> Frame:
+        if sorted(_SLOT.findall(it)) != sorted(_SLOT.findall(en)):
+            raise ValueError(f"frame slots differ: {it!r} / {en!r}")
+        parts, pos = [], 0
+        for m in _SLOT.finditer(it):
+            parts.append(re.escape(it[pos : m.start()]))
+            kind = m.group(1).rstrip("0123456789")
+            if kind not in _SLOT_PATTERNS:
+                raise ValueError(f"unknown slot {{{m.group(1)}}} in frame {it!r}")
+            parts.append(f"(?P<{m.group(1)}>{_SLOT_PATTERNS[kind]})")
+            pos = m.end()
+        parts.append(re.escape(it[pos:]))
+        return cls(it, en, re.compile("".join(parts) + r"\Z"))
+
+    def match(self, text: str) -> dict[str, str] | None:
+        m = self.pattern.match(text)
+        return m.groupdict() if m else None
+
+
+@dataclass(frozen=True)
+class Needed:
+    """One Italian text that must have a translation, with the first passage it appears in."""
+
+    passage: str
+    document: str
+    it: str
+
+    @property
+    def source_hash(self) -> str:
+        return source_hash(self.it)
+
+
+@dataclass
+class Coverage:
+    needed: list[Needed]
+    missing: list[Needed]
+    stale: list[Entry]
+    orphaned: list[Entry]
+    pending: list[Entry]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.stale
+
+
+def _field(record: Any, name: str) -> Any:
+    return record[name] if isinstance(record, Mapping) else getattr(record, name)
+
+
+def record_lines(record: Any) -> list[str]:
+    """Title, section parts and body lines of a passage (bullets stripped), as the answer reads them."""
+    section = _field(record, "section")
+    lines = _field(record, "text").split("\n")
+    body = lines[1:] if section.startswith("§") else lines[2:]
+    out = [_field(record, "title"), *section.split(" › ")]
+    for line in body:
+        line = line.strip().lstrip(_BULLET).strip()
+        if line:
+            out.append(line)
+    return [line for line in out if has_words(line)]
+
+
+def split_sentences(line: str) -> list[str]:
+    pieces = _SENTENCE.split(line) if len(line) > _LONG else [line]
+    return [p.strip() for p in pieces if p.strip()]
+
+
+class Translations:
+    def __init__(self, entries: Iterable[Entry] = (), frames: Iterable[Frame] = (), keep: Iterable[str] = ()):
+        self.entries: dict[str, Entry] = {}
+        for entry in entries:
+            if entry.source_hash in self.entries:
+                raise ValueError(f"{entry.file}: duplicate translation of {entry.it!r}")
+            self.entries[entry.source_hash] = entry
+        self.frames = list(frames)
+        self.keep = list(keep)
+
+    @classmethod
+    def load(cls, directory: Path) -> Translations:
+        """Every <document>.toml of the folder plus _common.toml (frames, names kept as they are)."""
+        directory = Path(directory)
+        frames: list[Frame] = []
+        keep: list[str] = []
+        entries: list[Entry] = []
+        if not directory.is_dir():
+            return cls()
+        for path in sorted(directory.glob("*.toml")):
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+            if path.name == COMMON_FILE:
+                frames = [Frame.of(f["it"], f["en"]) for f in data.get("frame", [])]
+                keep = list(data.get("keep", []))
+                continue
+            for row in data.get("line", []):
+                entry = Entry(passage=row["passage"], source_hash=row["source_hash"], it=row["it"],
+                              en=row.get("en", ""), status=row.get("status", "pending"), file=path.name)
+                if entry.status not in STATUSES:
+                    raise ValueError(f"{path.name}: status {entry.status!r} of {entry.it!r} is not one of {STATUSES}")
+                if source_hash(entry.it) != entry.source_hash:
+                    raise ValueError(f"{path.name}: source_hash does not match the Italian text {entry.it!r}")
+                entries.append(entry)
+        return cls(entries, frames, keep)
+
+    # -- lookup -------------------------------------------------------------------------------
+    def translate(self, text: str) -> str | None:
+        """Approved English for an Italian line (whole, framed, or sentence by sentence); None if any part lacks one."""
+        text = normalise(text)
+        if not has_words(text):
+            return text
+        entry = self.entries.get(source_hash(text))
+        if entry is not None and entry.status == "approved" and entry.en.strip():
+            return entry.en
+        for frame in self.frames:
+            slots = frame.match(text)
+            if slots is None:
+                continue
+            values = {}
+            for name, value in slots.items():
+                if name.startswith("text"):
+                    value = self.translate(value)
+                    if value is None:
+                        break
+                elif name.startswith("value"):
+                    value = re.sub(r"(\d),(\d)", r"\1.\2", value)  # 87,5% -> 87.5%
+                values[name] = value
+            else:
+                return _SLOT.sub(lambda m: values[m.group(1)], frame.en)
+        pieces = split_sentences(text)
+        if len(pieces) > 1:
+            english = [self.translate(p) for p in pieces]
+            if all(e is not None for e in english):
+                return " ".join(e for e in english if e is not None)
+        return None
+
+    def translate_record(self, record: Any) -> dict[str, str] | None:
+        """The passage's title, section and text in English, same line layout; None if a line is missing."""
+        title = self.translate(_field(record, "title"))
+        section = _field(record, "section")
+        en_section = " › ".join(self.translate(p) or "" for p in section.split(" › "))
+        lines = _field(record, "text").split("\n")
+        head = 1 if section.startswith("§") else 2
+        body = []
+        for line in lines[head:]:
+            stripped = line.strip()
+            bullet = stripped[: len(stripped) - len(stripped.lstrip(_BULLET))]
+            en = self.translate(stripped[len(bullet):]) if stripped else ""
+            if en is None:
+                return None
+            body.append(bullet + en)
+        if title is None or not all(self.translate(p) for p in section.split(" › ")):
+            return None
+        text = "\n".join([title, *([en_section] if head == 2 else []), *body])
+        return {"title": title, "section": en_section, "text": text}
+
+    # -- what the corpus needs ----------------------------------------------------------------
+    def pieces(self, line: str) -> list[str]:
+        """The texts a line needs translated: the words inside a frame, long prose sentence by sentence."""
+        out: list[str] = []
+        for sentence in split_sentences(normalise(line)):
+            out.extend(self._frame_pieces(sentence))
+        return out
+
+    def _frame_pieces(self, text: str) -> list[str]:
+        if not has_words(text):
+            return []
+        for frame in self.frames:
+            slots = frame.match(text)
+            if slots is not None:
+                out: list[str] = []
+                for name, value in slots.items():
+                    if name.startswith("text"):
+                        out.extend(self.pieces(value))
+                return out
+        return [text]
+
+    def needed(self, records: Iterable[Any]) -> list[Needed]:
+        """Every distinct Italian text of the non-English passages, in corpus order."""
+        seen: set[str] = set()
+        out: list[Needed] = []
+        for record in records:
+            if _field(record, "language") == "en":
+                continue
+            for line in record_lines(record):
+                for piece in self.pieces(line):
+                    h = source_hash(piece)
+                    if h not in seen:
+                        seen.add(h)
+                        out.append(Needed(_field(record, "id"), _field(record, "document"), piece))
+        return out
+
+    def coverage(self, records: Iterable[Any]) -> Coverage:
+        """Missing (no approved entry), stale (its passage exists but no longer has that text), orphaned, pending."""
+        records = list(records)
+        needed = self.needed(records)
+        by_passage: dict[str, set[str]] = {}
+        for record in records:
+            hashes = by_passage.setdefault(_field(record, "id"), set())
+            for line in record_lines(record):
+                hashes.update(source_hash(p) for p in self.pieces(line))
+        missing = [n for n in needed if self.entries.get(n.source_hash) is None
+                   or self.entries[n.source_hash].status != "approved" or not self.entries[n.source_hash].en.strip()]
+        stale = [e for e in self.entries.values() if e.passage in by_passage and e.source_hash not in by_passage[e.passage]]
+        orphaned = [e for e in self.entries.values() if e.passage not in by_passage]
+        pending = [e for e in self.entries.values() if e.status == "pending"]
+        return Coverage(needed, missing, stale, orphaned, pending)
+
+    def missing(self, records: Iterable[Any]) -> list[Needed]:
+        return self.coverage(records).missing
+
+    def stale(self, records: Iterable[Any]) -> list[Entry]:
+        return self.coverage(records).stale
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _toml_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def dump_entries(entries: Iterable[Entry], header: str = "") -> str:
+    """A <document>.toml file: one [[line]] table per entry, in the given order."""
+    out = [f"# {line}".rstrip() for line in header.splitlines()]
+    for e in entries:
+        out += ["", "[[line]]", f"passage = {_toml_string(e.passage)}", f"source_hash = {_toml_string(e.source_hash)}",
+                f"it = {_toml_string(e.it)}", f"en = {_toml_string(e.en)}", f"status = {_toml_string(e.status)}"]
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def write_skeleton(translations: Translations, records: Iterable[Any], directory: Path) -> dict[str, int]:
+    """Append every needed text that has no entry yet, as pending with an empty English, to its document's file.
+
+    Existing entries (and their order) are kept; returns how many were added per file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    by_file: dict[str, list[Entry]] = {}
+    for entry in translations.entries.values():
+        by_file.setdefault(entry.file, []).append(entry)
+    added: dict[str, int] = {}
+    for need in translations.needed(records):
+        if need.source_hash in translations.entries:
+            continue
+        name = f"{need.document}.toml"
+        by_file.setdefault(name, []).append(Entry(need.passage, need.source_hash, need.it, "", "pending", name))
+        added[name] = added.get(name, 0) + 1
+    for name in added:
+        header = (f"English text of {name[:-5]}: one [[line]] per Italian text, found by source_hash (sha256 of the\n"
+                  "normalised Italian, 16 hex). Only status = \"approved\" lines are used in answers.")
+        (directory / name).write_text(dump_entries(by_file[name], header), encoding="utf-8")
+    return added
+
+
+# -- fidelity --------------------------------------------------------------------------------
+# Accent-folded Italian function words (the citizen scorer's list, without words English shares).
+IT_FUNCTION_WORDS = frozenset("""
+il lo la gli le un uno una di del dello della dei degli delle al allo alla ai agli
+alle da dal dallo dalla dai dagli dalle nel nello nella nei negli nelle sul sullo
+sulla sui sugli sulle con per tra fra e ed o che non sono ha hanno anche piu ma se
+questo questa questi queste quello quella quelle quelli ci si cui dove quando perche
+ogni tutti tutte essere stato stata stati sia gia molto ancora sempre secondo ecco
+l' dell' all' dall' nell' sull' un' quest' c' d' quell' tutto
+""".split())
+EN_FUNCTION_WORDS = frozenset("""
+the of and to is are was were be been for with on at by from this that these those
+it its an as or not but which who what where when how there their they we you your
+our will would can could should has have had does do did into about than also more
+all any some if so such other only here according been being he she his her them
+""".split())
+_TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*'?")
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).replace("\u2019", "'")
+    return text.lower()
+
+
+def function_words(text: str) -> tuple[int, int]:
+    """(Italian, English) function words in the text."""
+    it = en = 0
+    for tok in _TOKEN.findall(_fold(text)):
+        if tok in IT_FUNCTION_WORDS:
+            it += 1
+        elif tok in EN_FUNCTION_WORDS:
+            en += 1
+    return it, en
+
+
+def numbers(text: str) -> list[str]:
+    """Digit groups with thousand/decimal separators dropped: '15.659.005' and '15,659,005' are equal."""
+    return sorted(re.sub(r"[.,]", "", m) for m in _NUMBER.findall(text))
+
+
+def acronyms(text: str) -> set[str]:
+    """Upper-case codes (ZTL, PEBA, M5C2) in a line that is not itself written in capitals."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters or sum(c.isupper() for c in letters) / len(letters) > 0.5:
+        return set()
+    return {t for t in re.findall(r"\b[A-Z][A-Z0-9]+\b", text) if sum(c.isalpha() for c in t) >= 2}
+
+
+def _name_in(name: str, text: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(_fold(name))}(?!\w)", _fold(text)) is not None
+
+
+def fidelity_problems(it: str, en: str, keep: Iterable[str] = ()) -> list[str]:
+    """What a translation changed that it must not: numbers, names kept as they are, codes."""
+    problems = []
+    if numbers(it) != numbers(en):
+        problems.append(f"numbers differ: {numbers(it)} vs {numbers(en)}")
+    for name in keep:
+        if _name_in(name, it) and not _name_in(name, en):
+            problems.append(f"name {name!r} not kept")
+    for code in sorted(acronyms(it)):
+        if not re.search(rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])", en):
+            problems.append(f"code {code!r} not kept")
+    return problems
