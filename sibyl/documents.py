@@ -12,10 +12,12 @@ import logging
 import os
 import re
 import shutil
+import io
 import tempfile
 import threading
 import time
 import unicodedata
+import zipfile
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from retrieval.parsers.generic import UnreadableDocument, sniff_kind
 log = logging.getLogger(__name__)
 
 EXTENSION = {"pdf": ".pdf", "docx": ".docx", "html": ".html"}
+MAX_ARCHIVE_MEMBERS = 5000  # a real DOCX has a few dozen parts
 
 
 class UploadRejected(ValueError):
@@ -59,6 +62,23 @@ class Job:
         return {"id": self.id, "kind": self.kind, "document": self.document, "username": self.username,
                 "state": self.state, "message": self.message, "started": self.started, "finished": self.finished,
                 "generation": self.generation}
+
+
+def check_archive(data: bytes, max_unpacked: int) -> None:
+    """Refuse a zip (DOCX) whose members would unpack to more than `max_unpacked` bytes, from its
+    directory alone, before any parser inflates it: a 1 MB zip bomb unpacks to gigabytes. The declared
+    sizes are binding: Python's zipfile stops at a member's declared size and fails its CRC if it lies."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UploadRejected(f"damaged archive: {exc}", 422, "upload_unreadable") from None
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise UploadRejected(f"{len(members)} parts in the archive (at most {MAX_ARCHIVE_MEMBERS})", 413,
+                             "upload_unpacked_too_large")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > max_unpacked:
+        raise UploadRejected(f"unpacks to {unpacked} bytes (at most {max_unpacked})", 413, "upload_unpacked_too_large")
 
 
 def safe_stem(filename: str) -> str:
@@ -123,7 +143,8 @@ class DocumentManager:
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self, filename: str, data: bytes) -> tuple[str, dict]:
-        """(file name to write, parsed document info) or UploadRejected. Type comes from the bytes."""
+        """(file name to write, parsed document info) or UploadRejected. Type comes from the bytes.
+        Blocking (parsing a large document takes seconds): the web layer calls it in a worker thread."""
         if len(data) > self.max_bytes:
             raise UploadRejected(f"file larger than {self.max_bytes} bytes", 413, "upload_too_large")
         if not data.strip():
@@ -131,6 +152,8 @@ class DocumentManager:
         kind = sniff_kind(data)
         if kind == "binary":
             raise UploadRejected("not a PDF, DOCX, HTML, Markdown or text file", 415, "upload_type")
+        if kind == "docx":
+            check_archive(data, self.settings.upload_max_unpacked_bytes)
         stem = safe_stem(filename)
         if kind in EXTENSION:
             ext = EXTENSION[kind]
@@ -141,6 +164,7 @@ class DocumentManager:
             path = Path(tmp) / name
             path.write_bytes(data)
             fallback = self.settings.default_language
+            log.info("parsing upload %s (%s, %d bytes)", name, kind, len(data))
             try:
                 chunks, info = parse_file(path, {}, lambda text: detect_language(text, fallback))
             except (UnreadableDocument, UnicodeDecodeError, ValueError, OSError) as exc:

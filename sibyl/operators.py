@@ -2,6 +2,13 @@
 
 Tables live in the same database as the conversation store (own metadata, same engine), so a
 PostgreSQL deployment shares operators and audit across API replicas.
+
+Lockout is per (username, client address), not per username: five wrong passwords sent by an
+anonymous client lock that client out of that name, never the real operator signing in from
+another address (a per-username lock let anyone lock any known operator out, forever). Guessing
+from many addresses is bounded by the per-address login throttle the web layer applies before any
+hashing (SIBYL_OPERATOR_LOGIN_RATE_LIMIT) and by argon2's cost; at most
+SIBYL_OPERATOR_LOGIN_CONCURRENCY hashes run at once, so a login flood cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -9,17 +16,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, create_engine, delete, select
+from sqlalchemy import JSON, Boolean, DateTime, Integer, MetaData, String, Table, Text, create_engine, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from sibyl.store import utcnow
+
+log = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[a-zA-Z0-9._-]{2,64}$")
 MIN_PASSWORD = 8
@@ -38,12 +49,16 @@ class Operator(OperatorBase):
 
 
 class LoginState(OperatorBase):
-    """Failed attempts per username, kept for unknown names too so lockout does not reveal who exists."""
+    """Failed attempts per (username, client address), kept for unknown names too so lockout does not
+    reveal who exists. A row older than the lockout period means nothing (its count restarts) and is
+    purged, so unknown names cannot pile up rows."""
 
-    __tablename__ = "operator_login_state"
+    __tablename__ = "operator_login_failures"  # was operator_login_state, keyed by username alone
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class OperatorSession(OperatorBase):
@@ -97,16 +112,41 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+LEGACY_TABLES = ("operator_login_state",)  # per-username lockout rows; only counters, safe to drop
+
+
+def create_tables(engine) -> None:
+    OperatorBase.metadata.create_all(engine)
+    legacy = MetaData()
+    for name in LEGACY_TABLES:
+        Table(name, legacy).drop(engine, checkfirst=True)
+
+
+def purge(engine, audit_before: datetime, login_state_before: datetime) -> tuple[int, int]:
+    """Delete audit rows older than `audit_before` and login-state rows not touched since
+    `login_state_before`; returns (audit rows, login rows) deleted. Called by Store.purge."""
+    OperatorBase.metadata.create_all(engine)  # the console may not have been opened yet
+    with engine.begin() as conn:
+        audit = conn.execute(delete(AuditEntry).where(AuditEntry.at < audit_before)).rowcount or 0
+        logins = conn.execute(delete(LoginState).where(LoginState.updated_at < login_state_before)).rowcount or 0
+    if audit or logins:
+        log.info("retention purge deleted %d operator audit rows and %d login-state rows", audit, logins)
+    return audit, logins
+
+
 class Operators:
-    def __init__(self, engine, session_hours: float = 8, max_failures: int = 5, lockout_minutes: float = 15) -> None:
+    def __init__(self, engine, session_hours: float = 8, max_failures: int = 5, lockout_minutes: float = 15,
+                 hash_concurrency: int = 2) -> None:
         self.engine = engine
-        OperatorBase.metadata.create_all(engine)
+        create_tables(engine)
         self.Session = sessionmaker(engine, expire_on_commit=False)
         self.session_ttl = timedelta(hours=session_hours)
         self.max_failures = max_failures
         self.lockout = timedelta(minutes=lockout_minutes)
         self.hasher = PasswordHasher()
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        # argon2 takes 64 MiB per hash: bound how many run at once, whoever calls (web, CLI, threads).
+        self._hash_slots = threading.BoundedSemaphore(hash_concurrency)
+        self._dummy_hash = self._hash(secrets.token_hex(16))
 
     @classmethod
     def from_settings(cls, settings, engine=None) -> "Operators":
@@ -118,7 +158,11 @@ class Operators:
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
         return cls(engine, settings.operator_session_hours, settings.operator_max_failed_logins,
-                   settings.operator_lockout_minutes)
+                   settings.operator_lockout_minutes, settings.operator_login_concurrency)
+
+    def _hash(self, password: str) -> str:
+        with self._hash_slots:
+            return self.hasher.hash(password)
 
     # --- accounts --------------------------------------------------------------------------
     def add(self, username: str, password: str, replace: bool = False) -> None:
@@ -131,9 +175,9 @@ class Operators:
             if existing is not None and not replace:
                 raise OperatorError(f"operator {username!r} already exists")
             if existing is None:
-                db.add(Operator(username=username, password_hash=self.hasher.hash(password)))
+                db.add(Operator(username=username, password_hash=self._hash(password)))
             else:
-                existing.password_hash = self.hasher.hash(password)
+                existing.password_hash = self._hash(password)
                 existing.active = True
                 db.execute(delete(OperatorSession).where(OperatorSession.username == username))
             db.execute(delete(LoginState).where(LoginState.username == username))
@@ -145,11 +189,13 @@ class Operators:
 
     # --- login -----------------------------------------------------------------------------
     def login(self, username: str, password: str, ip: str | None = None) -> LoginSession | None:
-        """A new session, or None for wrong credentials. Raises LockedOut while the name is locked."""
+        """A new session, or None for wrong credentials. Raises LockedOut while this client address is
+        locked out of this name (blocking: run it in a thread, the hash takes ~0.1 s and 64 MiB)."""
         username = (username or "").strip()[:64]
+        key = (ip or "unknown")[:64]
         now = utcnow()
         with self.Session() as db:
-            state = db.get(LoginState, username)
+            state = db.get(LoginState, (username, key))
             if state and state.locked_until and state.locked_until > now:
                 self._audit(db, username, "login_locked", None, ip)
                 db.commit()
@@ -157,10 +203,12 @@ class Operators:
             account = db.get(Operator, username)
             ok = self._verify(account.password_hash if account and account.active else None, password or "")
             if not ok:
-                state = state or LoginState(username=username, failures=0)
-                if state.locked_until and state.locked_until <= now:
-                    state.failures, state.locked_until = 0, None
+                state = state or LoginState(username=username, ip=key, failures=0)
+                expired_lock = state.locked_until is not None and state.locked_until <= now
+                if expired_lock or (state.updated_at is not None and state.updated_at <= now - self.lockout):
+                    state.failures, state.locked_until = 0, None  # an expired lock or old failures start over
                 state.failures += 1
+                state.updated_at = now
                 locked = state.failures >= self.max_failures
                 if locked:
                     state.locked_until = now + self.lockout
@@ -171,7 +219,7 @@ class Operators:
                     raise LockedOut(state.locked_until)
                 return None
             if self.hasher.check_needs_rehash(account.password_hash):
-                account.password_hash = self.hasher.hash(password)
+                account.password_hash = self._hash(password)
             if state:
                 db.delete(state)
             token = secrets.token_urlsafe(32)
@@ -185,10 +233,11 @@ class Operators:
 
     def _verify(self, stored: str | None, password: str) -> bool:
         try:
-            if stored is None:
-                self.hasher.verify(self._dummy_hash, password)  # same work for unknown names
-                return False
-            return self.hasher.verify(stored, password)
+            with self._hash_slots:
+                if stored is None:
+                    self.hasher.verify(self._dummy_hash, password)  # same work for unknown names
+                    return False
+                return self.hasher.verify(stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

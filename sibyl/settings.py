@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(
         None, description="Chroma server, e.g. http://chroma:8000; unset = the embedded store in data_dir/index."
     )
+    upload_max_unpacked_bytes: int = Field(
+        25_000_000, ge=1024,
+        description="Largest uncompressed content of an uploaded DOCX (zip members, from its directory): refuses zip bombs.")
+    operator_login_rate_limit: str = Field(
+        "10/minute;60/hour",
+        description="Per-client-address limit on operator login attempts, checked before any password hashing; empty = off.")
+    operator_login_concurrency: int = Field(
+        2, ge=1, le=16, description="Password hashes (argon2, 64 MiB each) run at once per process; the rest wait.")
+    audit_retention_days: int = Field(
+        365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge).")
     chroma_token: SecretStr | None = Field(None, description="Token for a Chroma server with token auth.")
     index_poll_seconds: float = Field(
         15, ge=0, description="With a Chroma server: how often a replica looks for a generation another built; 0 = never."
@@ -143,7 +153,7 @@ class Settings(BaseSettings):
             raise ValueError("has an invalid port") from None
         return str(value).strip().rstrip("/")
 
-    @field_validator("rate_limit", "telegram_rate_limit")
+    @field_validator("rate_limit", "telegram_rate_limit", "operator_login_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         from limits import parse_many

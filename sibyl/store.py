@@ -77,7 +77,8 @@ class UnknownMessage(LookupError):
 
 
 class Store:
-    def __init__(self, url: str, idle_minutes: int = 60, retention_days: int = 30) -> None:
+    def __init__(self, url: str, idle_minutes: int = 60, retention_days: int = 30, audit_retention_days: int = 365,
+                 login_state_minutes: float = 15) -> None:
         connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
         if url.startswith("sqlite:///"):
             from pathlib import Path
@@ -97,10 +98,13 @@ class Store:
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self.idle = timedelta(minutes=idle_minutes)
         self.retention = timedelta(days=retention_days)
+        self.audit_retention = timedelta(days=audit_retention_days)
+        self.login_state_ttl = timedelta(minutes=login_state_minutes)
 
     @classmethod
     def from_settings(cls, settings) -> "Store":
-        return cls(settings.effective_database_url, settings.session_idle_minutes, settings.retention_days)
+        return cls(settings.effective_database_url, settings.session_idle_minutes, settings.retention_days,
+                   settings.audit_retention_days, settings.operator_lockout_minutes)
 
     # --- sessions ------------------------------------------------------------------------
     def _active(self, db: Session, session: ChatSession | None) -> ChatSession | None:
@@ -217,8 +221,14 @@ class Store:
 
     # --- retention -----------------------------------------------------------------------
     def purge(self, now: datetime | None = None) -> int:
-        """Delete messages (and their feedback) older than the retention period; returns messages deleted."""
-        cutoff = (now or utcnow()) - self.retention
+        """Delete messages (and their feedback) older than the retention period; returns messages deleted.
+        Operator audit rows past their own retention and stale login-state rows (which hold client
+        addresses, also of unknown names) go in the same run, so one timer in the API purges everything."""
+        from sibyl import operators  # operators imports this module
+
+        now = now or utcnow()
+        operators.purge(self.engine, now - self.audit_retention, now - self.login_state_ttl)
+        cutoff = now - self.retention
         with self.Session() as db:
             old = select(Message.id).where(Message.created_at < cutoff)
             db.execute(delete(Feedback).where(Feedback.message_id.in_(old)))

@@ -18,7 +18,7 @@ def isolated_settings(settings, tmp: Path, **overrides):
     corpus = tmp / "corpus"
     shutil.copytree(settings.index_dir, data / "index")
     shutil.copytree(settings.corpus_dir, corpus)
-    values = {"data_dir": data, "corpus_dir": corpus, "rate_limit": "", **overrides}
+    values = {"data_dir": data, "corpus_dir": corpus, "rate_limit": "", "operator_login_rate_limit": "", **overrides}
     fields = Settings.model_fields
     values = {k: v for k, v in values.items() if k in fields}
     return Settings(_env_file=None, **values)

@@ -164,7 +164,7 @@ def test_bad_login_then_lockout(app, env):
     assert audit(app, "login_locked", "lucia")
     ops = app.state.operator_console.operators
     with ops.Session() as db:  # the lock runs out
-        db.get(LoginState, "lucia").locked_until = utcnow() - timedelta(seconds=1)
+        db.get(LoginState, ("lucia", "testclient")).locked_until = utcnow() - timedelta(seconds=1)
         db.commit()
     with _client(app) as c:
         assert login(c, "lucia", PASSWORD).status_code == 303

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
-from api.operator.deps import HERE, PREFIX, SECURITY_HEADERS, CsrfFailed, NotLoggedIn, language, render
+from api.operator.deps import (COOKIE, HERE, PREFIX, SECURITY_HEADERS, CsrfFailed, NotLoggedIn, client_ip,
+                               get_console, language, render)
 from api.operator.routes import router
 from retrieval.drafts import t
+
+log = logging.getLogger(__name__)
 
 
 def _wants_html(request: Request) -> bool:
@@ -30,9 +36,22 @@ async def csrf_failed(request: Request, exc: CsrfFailed):
                         headers=SECURITY_HEADERS)
 
 
+def audit_refused_upload(request: Request, size: int, limit: int) -> None:
+    """Audit an upload refused before reading (address and declared size, never content), under the
+    operator's name when the cookie is a live session. Blocking: run it in a thread."""
+    try:
+        operators = get_console(request).operators
+        session = operators.session(request.cookies.get(COOKIE))
+        operators.audit(session.username if session else "-", "upload_rejected",
+                        {"reason": "too_large", "bytes": size, "limit": limit}, client_ip(request))
+    except Exception:  # auditing must not turn a 413 into a 500
+        log.exception("could not audit a refused upload")
+
+
 class UploadLimit:
     """Refuse an oversized upload from its Content-Length, before the multipart body is read and spooled
-    (the manager checks the real size again after reading)."""
+    (the manager checks the real size again after reading), and one without a Content-Length (a
+    chunked body could not be refused before reading; browsers always send the length)."""
 
     MARGIN = 64 * 1024  # multipart boundaries and the CSRF field
 
@@ -42,11 +61,21 @@ class UploadLimit:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
-            limit = scope["app"].state.settings.upload_max_bytes + self.MARGIN
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > limit:
-                response = JSONResponse({"detail": "upload larger than the configured limit", "code": "too_large"},
-                                        413, headers={**SECURITY_HEADERS, "Connection": "close"})
+            settings = scope["app"].state.settings
+            limit = settings.upload_max_bytes + self.MARGIN
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            request = Request(scope)
+            if not length.isdigit():
+                response = JSONResponse({"detail": t(language(request), "upload_length_required"),
+                                         "code": "length_required"}, 411,
+                                        headers={**SECURITY_HEADERS, "Connection": "close"})
+                await response(scope, receive, send)
+                return
+            if int(length) > limit:
+                await run_in_threadpool(audit_refused_upload, request, int(length), limit)
+                detail = t(language(request), "upload_too_large", max=round(settings.upload_max_bytes / 1_000_000, 1))
+                response = JSONResponse({"detail": detail, "code": "too_large"}, 413,
+                                        headers={**SECURITY_HEADERS, "Connection": "close"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api.deps import ClientRateLimiter, client_key
 from retrieval.drafts import strings, t
 from sibyl.documents import DocumentManager
 from sibyl.operators import LoginSession, Operators
@@ -46,6 +48,10 @@ class Console:
     operators: Operators
     documents: DocumentManager
     services: object
+    # Login attempts per client address, counted before any password hashing (argon2: 64 MiB, ~0.1 s).
+    login_limiter: ClientRateLimiter = field(default_factory=lambda: ClientRateLimiter(""))
+    # Logins waiting for a hash slot wait here, not in a thread of the shared pool.
+    login_slots: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
     _classifier: AreaClassifier | None = None
     _classifier_generation: str | None = None
 
@@ -75,8 +81,11 @@ def get_console(request: Request) -> Console:
                                     {"job": job.id, "document": job.document, "message": job.message,
                                      "generation": job.generation})
 
-                documents = DocumentManager(services.pipeline, services.settings.upload_max_bytes, on_finish=audit_job)
-                console = Console(operators, documents, services)
+                settings = services.settings
+                documents = DocumentManager(services.pipeline, settings.upload_max_bytes, on_finish=audit_job)
+                console = Console(operators, documents, services,
+                                  ClientRateLimiter(settings.operator_login_rate_limit, settings.rate_limit_storage),
+                                  anyio.CapacityLimiter(settings.operator_login_concurrency))
                 request.app.state.operator_console = console
     return console
 
@@ -84,8 +93,9 @@ def get_console(request: Request) -> Console:
 ConsoleDep = Annotated[Console, Depends(get_console)]
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def client_ip(request: Request) -> str:
+    """The client's address as the rest of the API sees it (api.deps: one helper, proxy-aware)."""
+    return client_key(request)
 
 
 def language(request: Request) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import secrets
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from api.deps import RateLimited
 from api.operator.deps import (COOKIE, LOGIN_COOKIE, PREFIX, SECURITY_HEADERS, ConsoleDep, CsrfOperatorDep,
                                OperatorDep, client_ip, cookie_secure, language, render)
 from retrieval.console import BadFilter, ConsoleQuery, console_search, facets, passage
@@ -17,7 +22,17 @@ from sibyl import reports
 from sibyl.documents import Busy, UploadRejected
 from sibyl.operators import LockedOut
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix=PREFIX, tags=["operator"], include_in_schema=False)
+
+# Ids in paths are database integers: anything outside 1..2^31-1 (PostgreSQL's integer) cannot exist,
+# and passing it on overflowed SQLite (500, connection reset) instead of a 404.
+MAX_ID = 2**31 - 1
+
+
+def _valid_id(value: int) -> bool:
+    return 1 <= value <= MAX_ID
 
 
 def _audit(console, request: Request, operator, action: str, **detail) -> None:
@@ -34,9 +49,12 @@ def login_form(request: Request):
 
 
 @router.post("/login")
-def login(request: Request, console: ConsoleDep, username: Annotated[str, Form(max_length=200)] = "",
-          password: Annotated[str, Form(max_length=1000)] = "", csrf_token: Annotated[str, Form()] = ""):
+async def login(request: Request, console: ConsoleDep, username: Annotated[str, Form(max_length=200)] = "",
+                password: Annotated[str, Form(max_length=1000)] = "", csrf_token: Annotated[str, Form()] = ""):
+    """Throttled per client address before anything costly; the argon2 check runs in a worker thread,
+    at most SIBYL_OPERATOR_LOGIN_CONCURRENCY at once (waiting logins hold no thread)."""
     lang = language(request)
+    ip = client_ip(request)
     cookie_token = request.cookies.get(LOGIN_COOKIE, "")
     fresh = secrets.token_urlsafe(32)
 
@@ -46,10 +64,18 @@ def login(request: Request, console: ConsoleDep, username: Annotated[str, Form(m
         response.set_cookie(LOGIN_COOKIE, fresh, httponly=True, samesite="strict", path=PREFIX, max_age=3600)
         return response
 
+    try:
+        console.login_limiter.check(f"operator-login/{ip}")
+    except RateLimited as exc:
+        log.warning("operator login throttled for %s (%s)", ip, exc.limit)
+        response = again(t(lang, "login_throttled", seconds=exc.retry_after), 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if not cookie_token or not secrets.compare_digest(cookie_token.encode(), csrf_token.encode()):
         return again(t(lang, "csrf_failed"), 403)
     try:
-        session = console.operators.login(username, password, client_ip(request))
+        session = await anyio.to_thread.run_sync(functools.partial(console.operators.login, username, password, ip),
+                                                 limiter=console.login_slots)
     except LockedOut as exc:
         return again(t(lang, "login_locked", until=exc.until.strftime("%H:%M")), 429)
     if session is None:
@@ -143,6 +169,10 @@ def unanswered_page(request: Request, console: ConsoleDep, operator: OperatorDep
 async def mark_handled(request: Request, console: ConsoleDep, operator: CsrfOperatorDep):
     form = await request.form()
     ids = [str(v) for v in form.getlist("message_id")][:1000]
+    return await run_in_threadpool(_mark_handled, request, console, operator, ids)  # database work
+
+
+def _mark_handled(request: Request, console, operator, ids: list[str]):
     known = {m.id for m, _ in reports.abstentions(console.services.store)}
     ids = [i for i in ids if i in known]
     if not ids:
@@ -163,7 +193,8 @@ def feedback_page(request: Request, console: ConsoleDep, operator: OperatorDep, 
 
 @router.post("/feedback/{feedback_id}/rivisto")
 def mark_reviewed(request: Request, feedback_id: int, console: ConsoleDep, operator: CsrfOperatorDep):
-    if not reports.mark_feedback_reviewed(console.services.store, feedback_id, operator.username):
+    if not _valid_id(feedback_id) or not reports.mark_feedback_reviewed(console.services.store, feedback_id,
+                                                                        operator.username):
         return JSONResponse({"detail": t(language(request), "feedback_not_found"), "code": "not_found"}, 404,
                             headers=SECURITY_HEADERS)
     _audit(console, request, operator, "feedback_reviewed", feedback_id=feedback_id)
@@ -242,18 +273,27 @@ def documents_page(request: Request, console: ConsoleDep, operator: OperatorDep)
 @router.post("/documenti")
 async def upload_document(request: Request, console: ConsoleDep, operator: CsrfOperatorDep,
                           file: Annotated[UploadFile | None, File()] = None):
+    if file is None or not file.filename:
+        return await run_in_threadpool(_documents, request, console, 422,
+                                       error=t(language(request), "upload_missing"))
+    data = await file.read(console.documents.max_bytes + 1)
+    # Parsing takes seconds for a large document (and the index, audit and page touch disk): a worker
+    # thread, so citizens' chat keeps being served meanwhile.
+    return await run_in_threadpool(_upload, request, console, operator, file.filename[:200], data)
+
+
+def _upload(request: Request, console, operator, name: str, data: bytes):
     lang = language(request)
     manager = console.documents
     max_mb = round(manager.max_bytes / 1_000_000, 1)
-    if file is None or not file.filename:
-        return _documents(request, console, 422, error=t(lang, "upload_missing"))
-    data = await file.read(manager.max_bytes + 1)
-    name = file.filename[:200]
     try:
         job = manager.upload(name, data, operator.username)
     except UploadRejected as exc:
         _audit(console, request, operator, "upload_rejected", file=name, reason=str(exc), bytes=len(data))
-        return _documents(request, console, exc.code, error=t(lang, exc.key, reason=str(exc), max=max_mb))
+        return _documents(request, console, exc.code, error=t(lang, exc.key, reason=str(exc), max=max_mb,
+                                                              unpacked_max=round(
+                                                                  manager.settings.upload_max_unpacked_bytes
+                                                                  / 1_000_000, 1)))
     except Busy:
         return _documents(request, console, 409, error=t(lang, "busy"))
     _audit(console, request, operator, "upload", file=name, document=job.document, bytes=len(data), job=job.id)
@@ -289,7 +329,7 @@ def remove_document(request: Request, doc_id: str, console: ConsoleDep, operator
 
 @router.get("/documenti/lavori/{job_id}")
 def job_status(job_id: int, console: ConsoleDep, operator: OperatorDep):
-    job = console.documents.job(job_id)
+    job = console.documents.job(job_id) if _valid_id(job_id) else None
     if job is None:
         return JSONResponse({"detail": "unknown job", "code": "not_found"}, 404, headers=SECURITY_HEADERS)
     return JSONResponse(job.to_dict(), headers=SECURITY_HEADERS)
