@@ -28,6 +28,7 @@ STATUSES = ("approved", "pending")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý“\"'])")
 _BULLET = "-•· "
 _LONG = 300
+_SECTION_SEP = " › "
 _LETTER = re.compile(r"[^\W\d_]")
 _SLOT = re.compile(r"\{(\w+)\}")
 # Slot kinds: verbatim codes and numbers, or words that are translated in turn.
@@ -127,7 +128,7 @@ def record_lines(record: Any) -> list[str]:
     section = _field(record, "section")
     lines = _field(record, "text").split("\n")
     body = lines[1:] if section.startswith("§") else lines[2:]
-    out = [_field(record, "title"), *section.split(" › ")]
+    out = [_field(record, "title"), *section.split(_SECTION_SEP)]
     for line in body:
         line = line.strip().lstrip(_BULLET).strip()
         if line:
@@ -185,6 +186,9 @@ class Translations:
         entry = self.entries.get(source_hash(text))
         if entry is not None and entry.status == "approved" and entry.en.strip():
             return entry.en
+        if _SECTION_SEP in text:  # a section path: "Area … › Obiettivo …"
+            parts = [self.translate(p) for p in text.split(_SECTION_SEP)]
+            return _SECTION_SEP.join(p for p in parts if p is not None) if None not in parts else None
         for frame in self.frames:
             slots = frame.match(text)
             if slots is None:
@@ -199,8 +203,9 @@ class Translations:
                     value = re.sub(r"(\d),(\d)", r"\1.\2", value)  # 87,5% -> 87.5%
                 values[name] = value
             else:
-                return _SLOT.sub(lambda m: values[m.group(1)], frame.en)
-        pieces = split_sentences(text)
+                return _SLOT.sub(lambda m, v=values: v[m.group(1)], frame.en)
+        # Sentence by sentence, at any length: a framed slot can be shorter than the line that was split.
+        pieces = [p.strip() for p in _SENTENCE.split(text) if p.strip()]
         if len(pieces) > 1:
             english = [self.translate(p) for p in pieces]
             if all(e is not None for e in english):
@@ -211,7 +216,9 @@ class Translations:
         """The passage's title, section and text in English, same line layout; None if a line is missing."""
         title = self.translate(_field(record, "title"))
         section = _field(record, "section")
-        en_section = " › ".join(self.translate(p) or "" for p in section.split(" › "))
+        en_section = self.translate(section)
+        if title is None or en_section is None:
+            return None
         lines = _field(record, "text").split("\n")
         head = 1 if section.startswith("§") else 2
         body = []
@@ -222,8 +229,6 @@ class Translations:
             if en is None:
                 return None
             body.append(bullet + en)
-        if title is None or not all(self.translate(p) for p in section.split(" › ")):
-            return None
         text = "\n".join([title, *([en_section] if head == 2 else []), *body])
         return {"title": title, "section": en_section, "text": text}
 
@@ -325,21 +330,25 @@ def write_skeleton(translations: Translations, records: Iterable[Any], directory
 
 
 # -- fidelity --------------------------------------------------------------------------------
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Accent-folded Italian function words (the citizen scorer's list, without words English shares).
-IT_FUNCTION_WORDS = frozenset("""
+IT_FUNCTION_WORDS = _wordset("""
 il lo la gli le un uno una di del dello della dei degli delle al allo alla ai agli
 alle da dal dallo dalla dai dagli dalle nel nello nella nei negli nelle sul sullo
 sulla sui sugli sulle con per tra fra e ed o che non sono ha hanno anche piu ma se
 questo questa questi queste quello quella quelle quelli ci si cui dove quando perche
 ogni tutti tutte essere stato stata stati sia gia molto ancora sempre secondo ecco
 l' dell' all' dall' nell' sull' un' quest' c' d' quell' tutto
-""".split())
-EN_FUNCTION_WORDS = frozenset("""
+""")
+EN_FUNCTION_WORDS = _wordset("""
 the of and to is are was were be been for with on at by from this that these those
 it its an as or not but which who what where when how there their they we you your
 our will would can could should has have had does do did into about than also more
 all any some if so such other only here according been being he she his her them
-""".split())
+""")
 _TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*'?")
 
 
@@ -365,11 +374,15 @@ def numbers(text: str) -> list[str]:
     return sorted(re.sub(r"[.,]", "", m) for m in _NUMBER.findall(text))
 
 
+_CAPS_RUN = re.compile(r"\b[A-Z][A-Z0-9']*(?:[^\w]+[A-Z][A-Z0-9']*\b){2,}")
+
+
 def acronyms(text: str) -> set[str]:
-    """Upper-case codes (ZTL, PEBA, M5C2) in a line that is not itself written in capitals."""
+    """Upper-case codes (ZTL, PEBA, M5C2), not words of a heading written in capitals ("PROGETTI ED INTERVENTI")."""
     letters = [c for c in text if c.isalpha()]
     if not letters or sum(c.isupper() for c in letters) / len(letters) > 0.5:
         return set()
+    text = _CAPS_RUN.sub(" ", text)
     return {t for t in re.findall(r"\b[A-Z][A-Z0-9]+\b", text) if sum(c.isalpha() for c in t) >= 2}
 
 
@@ -389,3 +402,14 @@ def fidelity_problems(it: str, en: str, keep: Iterable[str] = ()) -> list[str]:
         if not re.search(rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])", en):
             problems.append(f"code {code!r} not kept")
     return problems
+
+
+_QUOTED = re.compile(r"“[^”]*”|\"[^\"]*\"")
+
+
+def italian_left(en: str, keep: Iterable[str] = ()) -> tuple[int, int]:
+    """(Italian, English) function words of an English text, names kept in Italian and quoted titles left out."""
+    text = _QUOTED.sub(" ", en)
+    for name in sorted(keep, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", " ", text, flags=re.IGNORECASE)
+    return function_words(text)
