@@ -136,6 +136,10 @@ def record_lines(record: Any) -> list[str]:
     return [line for line in out if has_words(line)]
 
 
+def _bare(text: str) -> str:
+    return text.rstrip(" .;")
+
+
 def split_sentences(line: str) -> list[str]:
     pieces = _SENTENCE.split(line) if len(line) > _LONG else [line]
     return [p.strip() for p in pieces if p.strip()]
@@ -150,6 +154,8 @@ class Translations:
             self.entries[entry.source_hash] = entry
         self.frames = list(frames)
         self.keep = list(keep)
+        # The same text without its final full stop or semicolon, as plan facts quote names.
+        self._loose = {source_hash(_bare(e.it)): e for e in self.entries.values()}
 
     @classmethod
     def load(cls, directory: Path) -> Translations:
@@ -186,6 +192,9 @@ class Translations:
         entry = self.entries.get(source_hash(text))
         if entry is not None and entry.status == "approved" and entry.en.strip():
             return entry.en
+        loose = self._loose.get(source_hash(_bare(text)))
+        if loose is not None and loose.status == "approved" and loose.en.strip():
+            return _bare(loose.en) + text[len(_bare(text)):]
         if _SECTION_SEP in text:  # a section path: "Area … › Obiettivo …"
             parts = [self.translate(p) for p in text.split(_SECTION_SEP)]
             return _SECTION_SEP.join(p for p in parts if p is not None) if None not in parts else None
@@ -269,17 +278,25 @@ class Translations:
         return out
 
     def coverage(self, records: Iterable[Any]) -> Coverage:
-        """Missing (no approved entry), stale (its passage exists but no longer has that text), orphaned, pending."""
+        """Missing (no approved entry), stale (its passage exists but no longer has that text), orphaned, pending.
+
+        An entry may also translate part of a line ("Investimenti" of "Investimenti: 15659005") for facts
+        that quote it; it stays current while its passage contains those words.
+        """
         records = list(records)
         needed = self.needed(records)
         by_passage: dict[str, set[str]] = {}
+        wording: dict[str, str] = {}
         for record in records:
             hashes = by_passage.setdefault(_field(record, "id"), set())
             for line in record_lines(record):
                 hashes.update(source_hash(p) for p in self.pieces(line))
+            wording[_field(record, "id")] = normalise(" ".join(record_lines(record)))
         missing = [n for n in needed if self.entries.get(n.source_hash) is None
                    or self.entries[n.source_hash].status != "approved" or not self.entries[n.source_hash].en.strip()]
-        stale = [e for e in self.entries.values() if e.passage in by_passage and e.source_hash not in by_passage[e.passage]]
+        # Current: one of the passage's texts, or words it still contains (a name a plan fact quotes).
+        stale = [e for e in self.entries.values() if e.passage in by_passage and e.source_hash not in by_passage[e.passage]
+                 and normalise(e.it) not in wording[e.passage]]
         orphaned = [e for e in self.entries.values() if e.passage not in by_passage]
         pending = [e for e in self.entries.values() if e.status == "pending"]
         return Coverage(needed, missing, stale, orphaned, pending)
@@ -305,17 +322,27 @@ def dump_entries(entries: Iterable[Entry], header: str = "") -> str:
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def write_skeleton(translations: Translations, records: Iterable[Any], directory: Path) -> dict[str, int]:
+def write_skeleton(translations: Translations, records: Iterable[Any], directory: Path,
+                   prune: bool = False) -> dict[str, int]:
     """Append every needed text that has no entry yet, as pending with an empty English, to its document's file.
 
-    Existing entries (and their order) are kept; returns how many were added per file.
+    Existing entries (and their order) are kept, unless ``prune`` drops the stale and orphaned ones;
+    returns how many entries each rewritten file gained (negative: lost).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    records = list(records)
+    dropped: set[str] = set()
+    if prune:
+        coverage = translations.coverage(records)
+        dropped = {e.source_hash for e in [*coverage.stale, *coverage.orphaned]}
     by_file: dict[str, list[Entry]] = {}
-    for entry in translations.entries.values():
-        by_file.setdefault(entry.file, []).append(entry)
     added: dict[str, int] = {}
+    for entry in translations.entries.values():
+        if entry.source_hash in dropped:
+            added[entry.file] = added.get(entry.file, 0) - 1
+            continue
+        by_file.setdefault(entry.file, []).append(entry)
     for need in translations.needed(records):
         if need.source_hash in translations.entries:
             continue
@@ -323,6 +350,9 @@ def write_skeleton(translations: Translations, records: Iterable[Any], directory
         by_file.setdefault(name, []).append(Entry(need.passage, need.source_hash, need.it, "", "pending", name))
         added[name] = added.get(name, 0) + 1
     for name in added:
+        if not by_file.get(name):
+            (directory / name).unlink(missing_ok=True)
+            continue
         header = (f"English text of {name[:-5]}: one [[line]] per Italian text, found by source_hash (sha256 of the\n"
                   "normalised Italian, 16 hex). Only status = \"approved\" lines are used in answers.")
         (directory / name).write_text(dump_entries(by_file[name], header), encoding="utf-8")

@@ -1,6 +1,6 @@
 """List, or add as pending, every Italian text of the corpus that has no English entry yet.
 
-    python scripts/translations_skeleton.py [--corpus corpus] [--write] [--show]
+    python scripts/translations_skeleton.py [--corpus corpus] [--write [--prune]] [--show]
 
 Without --write it only reports (exit 1 when a text is missing or an entry is stale); --write appends the
 missing texts to corpus/translations/en/<document>.toml with en = "" and status = "pending", to be filled in.
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("corpus"))
     parser.add_argument("--translations", type=Path, default=None, help="default: CORPUS/translations/en")
     parser.add_argument("--write", action="store_true", help="append missing texts as pending entries")
+    parser.add_argument("--prune", action="store_true", help="with --write: drop stale and orphaned entries")
     parser.add_argument("--show", action="store_true", help="print each missing or stale text")
     args = parser.parse_args(argv)
     folder = args.translations or args.corpus / "translations" / "en"
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         for entry in coverage.stale:
             print(f"stale\t{entry.passage}\t{entry.source_hash}\t{entry.it}")
     if args.write:
-        for name, count in write_skeleton(translations, records, folder).items():
-            print(f"added {count} pending entries to {folder / name}")
+        for name, count in write_skeleton(translations, records, folder, prune=args.prune).items():
+            print(f"{folder / name}: {count:+d} entries")
         return 0
     return 0 if coverage.complete else 1
 

@@ -107,6 +107,10 @@ def test_known_lines_read_as_a_translator_wrote_them(tr):
         "Achievement of the 2023 operational objectives: not measured (/)")
     # Whitespace and Unicode form do not matter; a framed text nobody translated is not half-translated.
     assert tr.translate("  Politiche   abitative ") == "Housing policies"
+    # Plan facts quote names without their final full stop.
+    assert tr.translate("Gestione Economica Contributiva e Previdenziale del Personale di Ruolo e non di Ruolo "
+                        "Amministratori Comunali") == ("Economic, contribution and pension management of permanent "
+                                                       "and non-permanent staff and of Municipal Administrators")
     assert tr.translate("Obiettivo strategico 4.2: Una frase che nessuno ha tradotto.") is None
     assert tr.translate("§3") == "§3"
 
@@ -128,6 +132,17 @@ def test_a_changed_original_marks_its_translation_stale(tmp_path, tr):
                         "programmazione strategica e coordinamento PNRR del comune di Lecce, insieme a referenti del "
                         "progetto PNRR “Rete dei servizi di facilitazione digitale” e di altri progetti gestiti "
                         "dall'Ambito Territoriale Sociale territoriale di Lecce.") is not None
+
+
+def test_a_translated_part_of_a_line_goes_stale_with_its_words(tmp_path, tr):
+    """Plan facts quote 'Investimenti' alone; its entry is current while the page still says it."""
+    assert tr.translate("Investimenti") == "Investments"
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    page = corpus / "lecce-smart-city.it.txt"
+    page.write_text(page.read_text(encoding="utf-8").replace("Investimenti:", "Finanziamenti:"), encoding="utf-8")
+    stale = {e.it for e in tr.coverage(load_corpus(corpus).chunks).stale}
+    assert stale == {"Investimenti", "Investimenti: 15659005"}
 
 
 def test_skeleton_script_reports_and_adds_pending_entries(tmp_path):
