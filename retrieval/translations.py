@@ -7,20 +7,33 @@ The lines the corpus loader writes around the documents' own words ("Obiettivo s
 the frame wraps them, so the same objective or activity name has one translation wherever it appears.
 
 Only ``status = "approved"`` entries are used; ``pending`` ones await review. Nothing here calls a
-model: drafting belongs to a later command, which can reuse ``fidelity_problems`` to check a draft.
+model: ``sibyl translate`` (sibyl/translate.py) drafts lines and checks them with ``draft_problems``.
+
+Where translations live at run time (``TranslationStore``): the shipped files in
+corpus/translations/en/ are read-only (part of the release, reviewed in git), and drafts and
+operator-approved lines for uploaded documents go to ``<data_dir>/translations/en/`` in the same
+format, layered over them (the data directory wins, line by line). Files rather than the database:
+the same format reviewers read in the repository, a drafted file can be copied into the corpus to
+ship it, and the data directory already holds what an upload changes (it must be shared by replicas
+the same way the corpus folder they upload into is).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import threading
+import time
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 COMMON_FILE = "_common.toml"
 STATUSES = ("approved", "pending")
@@ -63,6 +76,7 @@ class Entry:
     en: str
     status: str
     file: str = ""
+    note: str = ""  # why a draft needs a careful look (a failed check), shown to the reviewer
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,19 @@ def split_sentences(line: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
+def _entries_of(name: str, data: dict) -> list[Entry]:
+    entries = []
+    for row in data.get("line", []):
+        entry = Entry(passage=row["passage"], source_hash=row["source_hash"], it=row["it"], en=row.get("en", ""),
+                      status=row.get("status", "pending"), file=name, note=row.get("note", ""))
+        if entry.status not in STATUSES:
+            raise ValueError(f"{name}: status {entry.status!r} of {entry.it!r} is not one of {STATUSES}")
+        if source_hash(entry.it) != entry.source_hash:
+            raise ValueError(f"{name}: source_hash does not match the Italian text {entry.it!r}")
+        entries.append(entry)
+    return entries
+
+
 class Translations:
     def __init__(self, entries: Iterable[Entry] = (), frames: Iterable[Frame] = (), keep: Iterable[str] = ()):
         self.entries: dict[str, Entry] = {}
@@ -173,15 +200,19 @@ class Translations:
                 frames = [Frame.of(f["it"], f["en"]) for f in data.get("frame", [])]
                 keep = list(data.get("keep", []))
                 continue
-            for row in data.get("line", []):
-                entry = Entry(passage=row["passage"], source_hash=row["source_hash"], it=row["it"],
-                              en=row.get("en", ""), status=row.get("status", "pending"), file=path.name)
-                if entry.status not in STATUSES:
-                    raise ValueError(f"{path.name}: status {entry.status!r} of {entry.it!r} is not one of {STATUSES}")
-                if source_hash(entry.it) != entry.source_hash:
-                    raise ValueError(f"{path.name}: source_hash does not match the Italian text {entry.it!r}")
-                entries.append(entry)
+            entries.extend(_entries_of(path.name, data))
         return cls(entries, frames, keep)
+
+    @classmethod
+    def load_layers(cls, *directories: Path) -> Translations:
+        """Several folders, later ones winning line by line (shipped, then the data directory's)."""
+        layers = [cls.load(d) for d in directories]
+        entries: dict[str, Entry] = {}
+        keep: dict[str, None] = {}
+        for layer in layers:
+            entries.update(layer.entries)
+            keep.update(dict.fromkeys(layer.keep))
+        return cls(entries.values(), [f for layer in layers for f in layer.frames], keep)
 
     # -- lookup -------------------------------------------------------------------------------
     def translate(self, text: str) -> str | None:
@@ -319,6 +350,8 @@ def dump_entries(entries: Iterable[Entry], header: str = "") -> str:
     for e in entries:
         out += ["", "[[line]]", f"passage = {_toml_string(e.passage)}", f"source_hash = {_toml_string(e.source_hash)}",
                 f"it = {_toml_string(e.it)}", f"en = {_toml_string(e.en)}", f"status = {_toml_string(e.status)}"]
+        if e.note:
+            out.append(f"note = {_toml_string(e.note)}")
     return "\n".join(out).lstrip("\n") + "\n"
 
 
@@ -443,3 +476,163 @@ def italian_left(en: str, keep: Iterable[str] = ()) -> tuple[int, int]:
     for name in sorted(keep, key=len, reverse=True):
         text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", " ", text, flags=re.IGNORECASE)
     return function_words(text)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing a draft got wrong. ``kind`` names the console text; blocking ones stop an approval."""
+
+    kind: str  # empty | numbers | name | code | italian
+    values: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def blocking(self) -> bool:
+        return self.kind != "italian"
+
+    @property
+    def message(self) -> str:
+        v = self.values
+        return {"empty": "empty translation",
+                "numbers": f"numbers differ: {v.get('it')} vs {v.get('en')}",
+                "name": f"name {v.get('name')!r} not kept",
+                "code": f"code {v.get('code')!r} not kept",
+                "italian": f"Italian words left ({v.get('it')} Italian, {v.get('en')} English function words)",
+                }.get(self.kind, self.kind)
+
+
+def draft_problems(it: str, en: str, keep: Iterable[str] = ()) -> list[Problem]:
+    """The checks a draft (model or operator) must pass: the same numbers, names and codes as the
+    original (blocking), and no Italian left (a warning: quoted titles and names may stay Italian)."""
+    if not en.strip():
+        return [Problem("empty")]
+    problems = []
+    if numbers(it) != numbers(en):
+        problems.append(Problem("numbers", {"it": " ".join(numbers(it)) or "-", "en": " ".join(numbers(en)) or "-"}))
+    for name in keep:
+        if _name_in(name, it) and not _name_in(name, en):
+            problems.append(Problem("name", {"name": name}))
+    for code in sorted(acronyms(it)):
+        if not re.search(rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])", en):
+            problems.append(Problem("code", {"code": code}))
+    it_words, en_words = italian_left(en, keep)
+    if it_words > 1 and it_words > 0.2 * en_words:
+        problems.append(Problem("italian", {"it": it_words, "en": en_words}))
+    return problems
+
+
+def names_in(text: str, keep: Iterable[str]) -> list[str]:
+    """The kept names and codes a line contains (what a translator is told to leave as they are)."""
+    found = [name for name in keep if _name_in(name, text)]
+    return found + sorted(acronyms(text) - set(found))
+
+
+# -- the run-time store ---------------------------------------------------------------------------
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.toml")
+
+
+class TranslationStore:
+    """The translations a running service uses: the shipped folder under the writable one.
+
+    ``current()`` (or calling the store: it is the answer code's provider) returns the loaded
+    ``Translations`` and reloads it when a file changed (an approval in the console, ``sibyl
+    translate``, another worker process), looking at most every ``check_seconds``; this process's own
+    writes reload at once. Writes replace a whole file atomically under a file lock, so workers and
+    the command line can write the same folder.
+    """
+
+    def __init__(self, shipped: Path, writable: Path, check_seconds: float = 1.0) -> None:
+        self.shipped = Path(shipped)
+        self.writable = Path(writable)
+        self.check_seconds = check_seconds
+        self._lock = threading.Lock()
+        self._checked = time.monotonic()
+        self._signature: tuple = ()
+        self._current = Translations()
+        self._own = Translations()
+        self.reload()
+
+    @classmethod
+    def under(cls, corpus_dir: Path, data_dir: Path, language: str = "en", check_seconds: float = 1.0
+              ) -> TranslationStore:
+        """<corpus>/translations/<lang> (shipped) under <data_dir>/translations/<lang> (drafts, approvals)."""
+        return cls(Path(corpus_dir) / "translations" / language, Path(data_dir) / "translations" / language,
+                   check_seconds)
+
+    def _files(self) -> tuple:
+        out = []
+        for folder in (self.shipped, self.writable):
+            if folder.is_dir():
+                for path in sorted(folder.glob("*.toml")):
+                    try:
+                        st = path.stat()
+                    except FileNotFoundError:  # replaced between glob and stat: seen next time
+                        continue
+                    out.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def reload(self) -> Translations:
+        with self._lock:
+            signature = self._files()
+            own = Translations.load(self.writable)
+            current = Translations.load_layers(self.shipped, self.writable)
+            self._own, self._current, self._signature = own, current, signature
+            self._checked = time.monotonic()
+            return current
+
+    def current(self) -> Translations:
+        if time.monotonic() - self._checked >= self.check_seconds:
+            self._checked = time.monotonic()
+            if self._files() != self._signature:
+                return self.reload()
+        return self._current
+
+    __call__ = current
+
+    def own(self, source_hash_: str) -> Entry | None:
+        """The writable folder's entry for a text (None for a shipped-only or unknown line)."""
+        self.current()
+        return self._own.entries.get(source_hash_)
+
+    # -- writes --------------------------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        if not _FILE_NAME.fullmatch(name) or name == COMMON_FILE:
+            raise ValueError(f"not a translation file name: {name!r}")
+        return self.writable / name
+
+    def _rewrite(self, name: str, change) -> None:
+        """Read one file fresh, let ``change`` edit its entries (a dict by hash, in order), write it back."""
+        path = self._path(name)
+        self.writable.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.writable / ".write.lock"), timeout=30):
+            entries: dict[str, Entry] = {}
+            if path.exists():
+                with path.open("rb") as fh:
+                    entries = {e.source_hash: e for e in _entries_of(name, tomllib.load(fh))}
+            change(entries)
+            if entries:
+                header = (f"Drafted and reviewed English text of {name[:-5]} (sibyl translate, operator console),\n"
+                          "layered over the shipped translations. Only status = \"approved\" lines are used.")
+                tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.part")
+                tmp.write_text(dump_entries(entries.values(), header), encoding="utf-8")
+                os.replace(tmp, path)
+            else:
+                path.unlink(missing_ok=True)
+        self.reload()
+
+    def put(self, entries: Iterable[Entry]) -> None:
+        """Add or replace lines (by source hash) in the writable folder, each in its entry's file."""
+        by_file: dict[str, list[Entry]] = {}
+        for entry in entries:
+            if source_hash(entry.it) != entry.source_hash or entry.status not in STATUSES:
+                raise ValueError(f"bad translation entry for {entry.it!r}")
+            by_file.setdefault(entry.file, []).append(entry)
+        for name, items in by_file.items():
+            self._rewrite(name, lambda d, items=items: d.update({e.source_hash: e for e in items}))
+
+    def remove(self, source_hash_: str) -> Entry | None:
+        """Drop a line from the writable folder (a rejected draft); the shipped one, if any, shows again."""
+        entry = self.own(source_hash_)
+        if entry is None:
+            return None
+        self._rewrite(entry.file, lambda d: d.pop(source_hash_, None))
+        return entry
