@@ -1,0 +1,1 @@
+"""Developer tools (benchmarks, robustness checks): run from a checkout, never on the serving path."""
