@@ -250,6 +250,20 @@ def cmd_bench_api(args) -> int:
     return 0
 
 
+def cmd_bench_robust(args) -> int:
+    """Dev tool: fuzz every endpoint and the bot, then soak; exit 1 on any crash, 5xx or hang."""
+    try:
+        from sibyl.devtools.bench_robust import run_bench_robust
+    except ImportError as exc:
+        raise CliError(f"bench-robust needs the test extras (pip install -e '.[test]'): {exc}") from None
+    report, passed = run_bench_robust(_settings(args), fuzz=args.fuzz, soak_seconds=args.soak_seconds,
+                                      clients=args.clients, timeout=args.timeout, concurrency=args.concurrency,
+                                      seed=args.seed, bot=not args.no_bot, max_rss_growth=args.max_rss_growth,
+                                      as_json=args.json)
+    print(report)
+    return 0 if passed else EXIT_ERROR
+
+
 def cmd_operator(args) -> int:
     """URP console accounts: the password is prompted (never an argument, so it stays out of shell history)."""
     from sibyl.operators import OperatorError, Operators
@@ -338,6 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="benchmark a running server instead of starting one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_api)
+
+    p = sub.add_parser("bench-robust", help="dev: fuzz every endpoint and the bot, then soak; counts 5xx, crashes, "
+                                            "hangs, RSS growth")
+    p.add_argument("--fuzz", type=int, default=10_000, help="fuzzed inputs (default 10000)")
+    p.add_argument("--soak-seconds", type=float, default=600.0, help="soak duration after the fuzz (default 600)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent soak clients (default 8)")
+    p.add_argument("--concurrency", type=int, default=4, help="concurrent fuzz requests (default 4)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds before a request counts as a hang")
+    p.add_argument("--seed", type=int, default=None, help="hypothesis seed (default random; printed)")
+    p.add_argument("--max-rss-growth", type=float, default=10.0, help="soak RSS growth %% that fails (default 10)")
+    p.add_argument("--no-bot", action="store_true", help="skip the Telegram webhook")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_robust)
 
     p = sub.add_parser("telegram", help="run the Telegram bot (long polling; needs TELEGRAM_BOT_TOKEN)")
     p.set_defaults(func=cmd_telegram)
