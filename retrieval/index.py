@@ -2,7 +2,11 @@
 
 Ingest writes a new generation beside the current one and switches a pointer file only when
 everything is written, so a crash mid-ingest leaves the previous index serving. Unchanged
-chunks (same content hash, same embedding model) reuse their stored vectors.
+chunks (same content hash, same embedding model) reuse their stored vectors, and so do the
+batches an interrupted ingest already wrote into its half-built collection: a re-run after a
+kill embeds only what is missing. One ingest at a time (retrieval/ingest_lock.py); after the
+switch only the new generation and the previous one (still loaded by servers that have not
+reloaded yet) are kept.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,16 +32,20 @@ from chromadb.errors import NotFoundError
 from retrieval.chunks import Chunk
 from retrieval.corpus import load_corpus
 from retrieval.embeddings import embedding_id, get_embeddings
+from retrieval.ingest_lock import IngestLock
 from retrieval.language import detect_language
 from retrieval.lexical import LexicalIndex
+from retrieval.progress import ProgressFn, quiet_libraries
 from sibyl import observability
 from sibyl.settings import Settings
 
 log = logging.getLogger(__name__)
+quiet_libraries()  # after bm25s's import, which sets its logger to DEBUG
 
 POINTER = "CURRENT.json"
 POINTER_COLLECTION = "sibyl_pointer"  # with a Chroma server: the pointer every replica reads
-BATCH = 64
+GENERATION_PREFIX = "sibyl_g"
+BATCH = 32  # chunks embedded and persisted at a time: what a killed ingest can lose
 PAGE = 500
 
 
@@ -113,9 +123,25 @@ class IndexStore:
         return self.root / "generations" / generation
 
     # --- build ---------------------------------------------------------------------------
-    def ingest(self, corpus_dir: Path | None = None, force: bool = False) -> IngestResult:
+    def lock(self, on_wait=None, timeout: float | None = None) -> IngestLock:
+        """The one-writer lock of this index (file lock; plus a lease in the server when shared)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return IngestLock(self.root, self.settings.ingest_lock_timeout if timeout is None else timeout,
+                          client=self.client if self.shared else None,
+                          lease_seconds=self.settings.ingest_lease_seconds, on_wait=on_wait)
+
+    def ingest(self, corpus_dir: Path | None = None, force: bool = False, progress: ProgressFn | None = None,
+               on_wait=None) -> IngestResult:
+        """Build a generation if the corpus changed (or `force`): waits for, or fails on, a running ingest.
+
+        `progress(done, total)` is called as embedded batches are persisted; `on_wait(message)` once
+        if another ingest holds the lock. Raises IngestLocked when the lock timeout runs out.
+        """
+        with self.lock(on_wait) as lock:
+            return self._ingest(Path(corpus_dir or self.settings.corpus_dir), force, progress, lock)
+
+    def _ingest(self, corpus_dir: Path, force: bool, progress: ProgressFn | None, lock: IngestLock) -> IngestResult:
         started = time.perf_counter()
-        corpus_dir = Path(corpus_dir or self.settings.corpus_dir)
         fallback = self.settings.default_language
         corpus = load_corpus(corpus_dir, detect_language=lambda text: detect_language(text, fallback))
         if not corpus.chunks:
@@ -135,16 +161,22 @@ class IndexStore:
         )
         reused_vectors = self._reusable_vectors(current, model_id, corpus.chunks)
         order = {c.id: i for i, c in enumerate(corpus.chunks)}
-        embeddings = get_embeddings(self.settings.embedding, self.settings.embedding_threads)
-        todo = [c for c in corpus.chunks if c.id not in reused_vectors]
-        for start in range(0, len(todo), BATCH):
-            batch = todo[start : start + BATCH]
-            vectors = embeddings.embed_documents([embedding_text(c) for c in batch])
-            _add(collection, batch, vectors, order)
         reused = [c for c in corpus.chunks if c.id in reused_vectors]
         for start in range(0, len(reused), BATCH):
             batch = reused[start : start + BATCH]
             _add(collection, batch, [reused_vectors[c.id] for c in batch], order)
+        todo = [c for c in corpus.chunks if c.id not in reused_vectors]
+        if todo:
+            log.info("embedding %d chunks (%d reused)", len(todo), len(reused))
+            if progress is not None:
+                progress(0, len(todo))
+            embeddings = get_embeddings(self.settings.embedding, self.settings.embedding_threads)
+            for start in range(0, len(todo), BATCH):
+                batch = todo[start : start + BATCH]
+                vectors = embeddings.embed_documents([embedding_text(c) for c in batch])
+                _add(collection, batch, vectors, order)  # persisted now: a re-run after a kill reuses it
+                if progress is not None:
+                    progress(start + len(batch), len(todo))
 
         lexical = LexicalIndex.build([c.id for c in corpus.chunks], [c.text for c in corpus.chunks],
                                      [c.language for c in corpus.chunks])
@@ -165,6 +197,7 @@ class IndexStore:
             "chunks": len(corpus.chunks),
         }
         (gen_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        lock.check()  # a lost Chroma lease: another replica is building, do not switch under it
         self._switch(manifest)
         self._cleanup(keep={generation, current["generation"] if current else ""})
         observability.ingest_finished(seconds)
@@ -182,32 +215,53 @@ class IndexStore:
             return True  # the local BM25 files are rebuilt from the collection on load
         return self.generation_dir(manifest["generation"]).joinpath("bm25").exists()
 
+    def _generation_collections(self) -> list[str]:
+        names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
+        return [n for n in names if n.startswith(GENERATION_PREFIX)]
+
     def _reusable_vectors(self, current: dict | None, model_id: str, chunks: list[Chunk]) -> dict[str, list[float]]:
-        if not current or current.get("embedding") != model_id:
-            return {}  # a different model: never mix vectors
+        """Vectors of unchanged chunks: from the current generation and from any dead one (an ingest
+        killed half-way left its persisted batches there) embedded by the same model."""
+        sources = [current["collection"]] if current and current.get("embedding") == model_id else []
         try:
-            old = self.client.get_collection(current["collection"])
-            got = old.get(ids=[c.id for c in chunks], include=["embeddings", "metadatas"])
+            sources += [n for n in self._generation_collections() if current is None or n != current["collection"]]
         except Exception:
-            return {}
+            pass
         wanted = {c.id: c.content_hash for c in chunks}
-        out = {}
-        for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
-            if meta and meta.get("content_hash") == wanted.get(cid):
-                out[cid] = list(vector)
+        out: dict[str, list[float]] = {}
+        for name in sources:
+            missing = [cid for cid in wanted if cid not in out]
+            if not missing:
+                break
+            try:
+                old = self.client.get_collection(name)
+                if (old.metadata or {}).get("embedding") != model_id:
+                    continue  # a different model: never mix vectors
+                got = old.get(ids=missing, include=["embeddings", "metadatas"])
+            except Exception:
+                continue
+            for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+                if meta and meta.get("content_hash") == wanted.get(cid):
+                    out[cid] = list(vector)
         return out
 
     def _cleanup(self, keep: set[str]) -> None:
-        """Drop generations older than the previous one, and any a crash left half-built."""
-        for col in self.client.list_collections():
-            name = col if isinstance(col, str) else col.name
-            if name.startswith("sibyl_g") and name[len("sibyl_"):] not in keep:
-                self.client.delete_collection(name)
+        """Drop every generation but the new and the previous one (collections, local dirs, and the
+        segment folders embedded Chroma leaves behind when a collection is deleted). Runs under the
+        ingest lock, so no generation being built by someone else can be among them."""
+        for name in self._generation_collections():
+            if name[len("sibyl_"):] not in keep:
+                try:
+                    self.client.delete_collection(name)
+                except Exception as exc:
+                    log.warning("could not delete old collection %s: %s", name, exc)
         gens = self.root / "generations"
         if gens.exists():
             for path in gens.iterdir():
                 if path.name not in keep:
                     shutil.rmtree(path, ignore_errors=True)
+        if not self.shared:
+            _sweep_chroma_segments(self.root / "chroma")
 
     # --- load ----------------------------------------------------------------------------
     def load(self) -> "LoadedIndex":
@@ -325,6 +379,25 @@ def corpus_digest(chunks: list[Chunk], model_id: str) -> str:
     for c in sorted(chunks, key=lambda c: c.id):
         h.update(c.content_hash.encode())
     return h.hexdigest()
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _sweep_chroma_segments(path: Path) -> None:
+    """Embedded Chroma keeps a deleted collection's vector folder on disk: remove folders no segment owns."""
+    db = path / "chroma.sqlite3"
+    if not db.exists():
+        return
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+            live = {row[0] for row in conn.execute("SELECT id FROM segments")}
+    except sqlite3.Error as exc:  # another Chroma version's schema: leave the folders alone
+        log.warning("could not list Chroma segments in %s: %s", db, exc)
+        return
+    for folder in path.iterdir():
+        if folder.is_dir() and _UUID.match(folder.name) and folder.name not in live:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _add(collection, chunks: list[Chunk], vectors: list[list[float]], order: dict[str, int]) -> None:

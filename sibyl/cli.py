@@ -58,13 +58,26 @@ def _ensure_index(settings) -> None:
     store.ingest(settings.corpus_dir)
 
 
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another ingest holds the index; try again later
+
+
 def cmd_ingest(args) -> int:
     from retrieval.index import IndexStore
+    from retrieval.ingest_lock import IngestLocked
+    from retrieval.progress import BarProgress, for_stream
 
     settings = _settings(args)
     if not settings.corpus_dir.is_dir():
         raise CliError(f"corpus directory not found: {settings.corpus_dir}")
-    result = IndexStore(settings).ingest(settings.corpus_dir, force=args.force)
+    progress = for_stream(sys.stderr)  # a bar on a terminal, a line per 10% (or 30 s) in logs and pipes
+    try:
+        result = IndexStore(settings).ingest(settings.corpus_dir, force=args.force, progress=progress,
+                                             on_wait=lambda msg: print(f"sibyl: {msg}", file=sys.stderr, flush=True))
+    except IngestLocked as exc:
+        raise CliError(str(exc), EXIT_LOCKED) from None
+    finally:
+        if isinstance(progress, BarProgress):
+            progress.close()
     for name, reason in result.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     state = "built" if result.changed else "already up to date"
@@ -384,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from retrieval.progress import quiet_libraries
+
+    quiet_libraries()  # -v is for Sibyl's own progress, not bm25s/chromadb/httpx debug lines
     from retrieval.index import IndexMissing
     from retrieval.pipeline import BadQuestion
 

@@ -3,7 +3,8 @@
 An upload is parsed in a scratch directory first; only a readable document is written into the
 corpus. Ingest then runs in a background thread and builds a new index generation that the
 pipeline picks up with reload(); if it fails, the file change is rolled back and the old generation
-keeps serving. One job runs at a time.
+keeps serving. One job runs at a time here, and the index lock (retrieval/ingest_lock.py) also makes it
+wait for a CLI ingest or another replica's; the running job carries its progress (done/total, ETA).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from retrieval.corpus import SUPPORTED, document_id, parse_file
 from retrieval.language import detect_language
 from retrieval.parsers.generic import UnreadableDocument, sniff_kind
+from retrieval.progress import Rate, format_eta
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +59,20 @@ class Job:
     finished: float | None = None
     generation: str | None = None
     info: dict = field(default_factory=dict)  # the parsed upload (title, language, chunks)
+    waiting: bool = False  # another ingest (CLI, replica) holds the index lock
+    rate: Rate = field(default_factory=Rate, repr=False)  # embedded chunks so far, for the console's progress line
+
+    def report(self, done: int, total: int) -> None:
+        self.waiting = False
+        self.rate.update(done, total)
 
     def to_dict(self) -> dict:
+        eta = self.rate.eta()
         return {"id": self.id, "kind": self.kind, "document": self.document, "username": self.username,
                 "state": self.state, "message": self.message, "started": self.started, "finished": self.finished,
-                "generation": self.generation}
-
-
-def check_archive(data: bytes, max_unpacked: int) -> None:
-    """Refuse a zip (DOCX) whose members would unpack to more than `max_unpacked` bytes, from its
-    directory alone, before any parser inflates it: a 1 MB zip bomb unpacks to gigabytes. The declared
-    sizes are binding: Python's zipfile stops at a member's declared size and fails its CRC if it lies."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise UploadRejected(f"damaged archive: {exc}", 422, "upload_unreadable") from None
-    if len(members) > MAX_ARCHIVE_MEMBERS:
-        raise UploadRejected(f"{len(members)} parts in the archive (at most {MAX_ARCHIVE_MEMBERS})", 413,
-                             "upload_unpacked_too_large")
-    unpacked = sum(m.file_size for m in members)
-    if unpacked > max_unpacked:
-        raise UploadRejected(f"unpacks to {unpacked} bytes (at most {max_unpacked})", 413, "upload_unpacked_too_large")
-
+                "generation": self.generation, "waiting": self.waiting,
+                "progress": {"done": self.rate.done, "total": self.rate.total,
+                             "eta_seconds": None if eta is None else round(eta), "eta": format_eta(eta)}}
 
 def safe_stem(filename: str) -> str:
     """A document id from an uploaded file name: ASCII letters, digits and dashes only."""
@@ -194,6 +187,18 @@ class DocumentManager:
     def _next_id(self) -> int:
         return (self.jobs[-1].id + 1) if self.jobs else 1
 
+    def _ingest(self, force: bool = False):
+        """Ingest under the cross-process index lock, reporting into the running job (the console polls it)."""
+        job = self.running()
+
+        def on_wait(message: str) -> None:
+            log.info("indexing job waits: %s", message)
+            if job is not None:
+                job.waiting = True
+
+        return self.pipeline.store.ingest(self.corpus_dir, force=force, on_wait=on_wait,
+                                          progress=job.report if job is not None else None)
+
     def _run(self, job: Job, work, rollback) -> None:
         try:
             result = work()
@@ -233,7 +238,7 @@ class DocumentManager:
         os.replace(tmp, target)
 
         def work():
-            result = self.pipeline.store.ingest(self.corpus_dir)
+            result = self._ingest()
             if info["id"] not in result.documents:
                 reason = dict(result.skipped).get(name, "not indexed")
                 raise UnreadableDocument(reason)
@@ -242,7 +247,7 @@ class DocumentManager:
         def rollback():
             target.unlink(missing_ok=True)
             if self.pipeline.store.current() and info["id"] in self.pipeline.store.current().get("documents", {}):
-                self.pipeline.store.ingest(self.corpus_dir)  # the file was indexed before failing: index without it
+                self._ingest()  # the file was indexed before failing: index without it
 
         job = Job(self._next_id(), "upload", info["id"], username, info=info)
         try:
@@ -271,11 +276,11 @@ class DocumentManager:
 
         try:
             return self._start(Job(self._next_id(), "remove", doc_id, username),
-                               lambda: self.pipeline.store.ingest(self.corpus_dir), rollback)
+                               self._ingest, rollback)
         except Busy:
             rollback()
             raise
 
     def reindex(self, username: str) -> Job:
         return self._start(Job(self._next_id(), "reindex", None, username),
-                           lambda: self.pipeline.store.ingest(self.corpus_dir, force=True))
+                           lambda: self._ingest(force=True))

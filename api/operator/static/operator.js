@@ -64,7 +64,14 @@
             { headers: { "Accept": "application/json" }, credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (data) {
-          if (data.state === "running") { setTimeout(poll, 1000); return; }
+          if (data.state === "running") {
+            const p = data.progress || {};
+            if (data.waiting) job.textContent = job.dataset.waiting;
+            else if (p.total > 0) job.textContent = job.dataset.progress.replace("{done}", p.done)
+              .replace("{total}", p.total).replace("{eta}", p.eta);
+            setTimeout(poll, 1000);
+            return;
+          }
           job.dataset.state = data.state;
           job.className = "job job-" + data.state;
           // reload the list so the new generation's documents show
