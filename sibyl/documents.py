@@ -74,6 +74,24 @@ class Job:
                 "progress": {"done": self.rate.done, "total": self.rate.total,
                              "eta_seconds": None if eta is None else round(eta), "eta": format_eta(eta)}}
 
+
+def check_archive(data: bytes, max_unpacked: int) -> None:
+    """Refuse a zip (DOCX) whose members would unpack to more than `max_unpacked` bytes, from its
+    directory alone, before any parser inflates it: a 1 MB zip bomb unpacks to gigabytes. The declared
+    sizes are binding: Python's zipfile stops at a member's declared size and fails its CRC if it lies."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UploadRejected(f"damaged archive: {exc}", 422, "upload_unreadable") from None
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise UploadRejected(f"{len(members)} parts in the archive (at most {MAX_ARCHIVE_MEMBERS})", 413,
+                             "upload_unpacked_too_large")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > max_unpacked:
+        raise UploadRejected(f"unpacks to {unpacked} bytes (at most {max_unpacked})", 413, "upload_unpacked_too_large")
+
+
 def safe_stem(filename: str) -> str:
     """A document id from an uploaded file name: ASCII letters, digits and dashes only."""
     stem = Path(filename or "").name
