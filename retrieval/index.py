@@ -138,6 +138,8 @@ class IndexStore:
         if another ingest holds the lock. Raises IngestLocked when the lock timeout runs out.
         """
         with self.lock(on_wait) as lock:
+            if progress is not None:
+                progress(0, 0)  # the lock is ours: no longer waiting, nothing embedded yet
             return self._ingest(Path(corpus_dir or self.settings.corpus_dir), force, progress, lock)
 
     def _ingest(self, corpus_dir: Path, force: bool, progress: ProgressFn | None, lock: IngestLock) -> IngestResult:

@@ -1,6 +1,7 @@
 """Progress of long work (embedding the corpus) with an ETA: a bar on a terminal, sparse lines otherwise.
 
-An ingest calls `report(done, total)` after each persisted batch; who shows it is the caller's choice
+An ingest calls `report(0, 0)` once it holds the index lock, `report(0, total)` before embedding and
+`report(done, total)` after each persisted batch; who shows it is the caller's choice
 (the CLI: tqdm on a TTY, `LineProgress` in logs and pipes; the console: a job field it polls).
 """
 
@@ -43,7 +44,7 @@ class Rate:
         self.total = 0
 
     def update(self, done: int, total: int) -> None:
-        if self.started is None:
+        if self.started is None or done == 0:  # (0, n) starts the clock: embedding begins now
             self.started = self.clock()
         self.done, self.total = done, total
 
@@ -91,6 +92,8 @@ class BarProgress:
     def __call__(self, done: int, total: int) -> None:
         from tqdm import tqdm
 
+        if total <= 0:
+            return
         if self._bar is None:
             self._bar = tqdm(total=total, unit="chunk", desc="embedding", file=self.stream, dynamic_ncols=True)
         self._bar.update(done - self._bar.n)

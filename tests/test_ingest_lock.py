@@ -145,3 +145,29 @@ def test_an_expired_lease_is_taken_over_and_its_holder_cannot_switch(server, tmp
         with pytest.raises(LeaseLost):
             dead.check()  # the frozen holder finds out before it would switch the pointer
     dead.__exit__(None, None, None)  # does not delete a lease that is not its own
+
+
+def test_console_jobs_report_progress_and_wait_for_the_lock(tmp_path):
+    """The operator console polls the job: embedding progress with an ETA, and 'waiting' while a CLI ingest runs."""
+    from sibyl.documents import DocumentManager
+
+    corpus = _small_corpus(tmp_path / "corpus")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus, _env_file=None)
+    store = IndexStore(settings)
+    store.ingest()
+    manager = DocumentManager(Pipeline(settings, store), max_bytes=1_000_000)
+    text = "# Avviso\n\nLo sportello URP di via Rubichi osserva un nuovo orario estivo dal primo luglio.\n"
+    job = manager.upload("avviso.md", text.encode(), "ada")
+    assert manager.wait(600).state == "done", job.message
+    progress = job.to_dict()["progress"]
+    assert progress["total"] == job.info["chunks"] and progress["done"] == progress["total"]
+    assert progress["eta_seconds"] == 0 and progress["eta"] == "0s"
+
+    with store.lock():  # a CLI ingest or another replica is building
+        job = manager.reindex("ada")
+        deadline = time.monotonic() + 300
+        while not job.to_dict()["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.to_dict()["waiting"] and job.state == "running"
+    assert manager.wait(600).state == "done", job.message
+    assert not job.to_dict()["waiting"]
