@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from sibyl.devtools.bench_robust import (Case, ProcessTarget, _format, bot_counts, expanding_characters,
-                                         generate_cases, list_routes, run_fuzz)
 from sibyl.bench_api import free_port
+from sibyl.devtools.bench_robust import (
+    Case,
+    ProcessTarget,
+    _format,
+    bot_counts,
+    expanding_characters,
+    generate_cases,
+    list_routes,
+    run_fuzz,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
