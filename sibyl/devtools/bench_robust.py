@@ -542,7 +542,7 @@ class FuzzTally:
 
 
 async def run_fuzz(target: ProcessTarget, cases: list[Case] | queue.Queue, timeout: float = 10.0,
-                   concurrency: int = 4, auth_headers=None, on_restart=None) -> FuzzTally:
+                   concurrency: int = 4, auth_headers=None, on_restart=None, progress_every: int = 0) -> FuzzTally:
     """Send every case (a list, or a queue ended by None); count 5xx, hangs (no full answer within
     `timeout`), connection errors and crashes (the process died: restart it, blame the requests in flight)."""
     tally = FuzzTally(rss_start=target.rss())
@@ -589,6 +589,10 @@ async def run_fuzz(target: ProcessTarget, cases: list[Case] | queue.Queue, timeo
                 source.put(None)  # for the other workers
                 break
             sent.append(case)
+            if progress_every and len(sent) % progress_every == 0:
+                print(f"bench-robust: {len(sent)} inputs sent in {time.monotonic() - started:.0f} s; 5xx "
+                      f"{len(tally.server_errors)}, hangs {len(tally.hangs)}, crashes {len(tally.crashes)}",
+                      file=sys.stderr, flush=True)
             await up.wait()
             generation = target.generation
             headers = dict(case.headers)
@@ -831,6 +835,8 @@ def run_bench_robust(settings: Settings, fuzz: int = 10_000, soak_seconds: float
             t0 = time.monotonic()
             _prepare(settings, tmp, env)
             ingest_seconds = time.monotonic() - t0
+            print(f"bench-robust: index built in {ingest_seconds:.0f} s, starting the server", file=sys.stderr,
+                  flush=True)
             target.start()
             operator = OperatorSession(target.url)
             operator.login()
@@ -840,17 +846,24 @@ def run_bench_robust(settings: Settings, fuzz: int = 10_000, soak_seconds: float
             feed: queue.Queue = queue.Queue(maxsize=500)
             cases: list[Case] = []
 
+            failed: list[BaseException] = []
+
             def draw_all() -> None:
                 try:
                     cases.extend(generate_cases(fuzz, routes, openapi.get("components", {}).get("schemas", {}), seed,
                                                 0.15 if bot else 0.0, signed_in=True, emit=feed.put))
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+                    failed.append(exc)
                 finally:
                     feed.put(None)
 
             drawer = threading.Thread(target=draw_all, name="bench-robust-draw", daemon=True)
             drawer.start()
-            tally = asyncio.run(run_fuzz(target, feed, timeout, concurrency, operator, lambda: operator.login()))
+            tally = asyncio.run(run_fuzz(target, feed, timeout, concurrency, operator, lambda: operator.login(),
+                                         progress_every=max(100, fuzz // 20)))
             drawer.join()
+            if failed:
+                raise failed[0]
             bot_seen = {"handled": 0, "failed": 0}
             posted = sum(1 for c in cases if c.bot)
             accepted = tally.statuses.get(f"POST {WEBHOOK_PATH} (bot)", Counter()).get("2xx", 0)
@@ -863,6 +876,9 @@ def run_bench_robust(settings: Settings, fuzz: int = 10_000, soak_seconds: float
                         break
                     time.sleep(1)
             rejected = [c for c in peer.calls if c.status == 400] if peer else []  # what Telegram would refuse
+            if soak_seconds > 0:
+                print(f"bench-robust: fuzz done, soak {soak_seconds:g} s with {clients} clients", file=sys.stderr,
+                      flush=True)
             soak = asyncio.run(run_soak(target, soak_seconds, clients, timeout, seed=seed)) if soak_seconds > 0 else None
         finally:
             target.stop()
