@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api import errors, routes, stream, web
+from api import errors, middleware, routes, stream, web
 from api import operator as operator_console
 from api.deps import Services
 from bot import webhook as telegram_webhook
@@ -69,6 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    # Innermost first: the operator upload check and CORS wrap the body limit. Uploads have their own,
+    # larger limit (with room for the multipart framing; api.operator checks the declared size first).
+    middleware.install_body_limit(app, settings, path_limits={
+        f"{operator_console.PREFIX}/documenti": settings.upload_max_bytes + 128 * 1024})
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)
@@ -79,4 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     operator_console.install(app)  # URP operator console under /operatore
     app.include_router(telegram_webhook.router)  # POST /telegram/webhook when TELEGRAM_WEBHOOK_URL is set
     install_observability(app, settings)  # JSON request log lines + GET /metrics (sibyl.observability)
+    middleware.install_proxy_headers(app, settings)  # outermost: everything after sees the real client
     return app

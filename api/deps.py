@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from starlette.requests import HTTPConnection
 
 from retrieval.pipeline import Pipeline
 from sibyl.conversation import ConversationService
@@ -105,8 +106,10 @@ async def get_conversation(services: Annotated[Services, Depends(get_services)])
     return services.conversation
 
 
-def client_key(request: Request) -> str:
-    """The client's address (behind a proxy, run uvicorn with --proxy-headers so this is the real one)."""
+def client_key(request: HTTPConnection) -> str:
+    """The client's address: the one client-IP helper (rate limits, operator audit, log lines). Behind the
+    proxies listed in SIBYL_TRUSTED_PROXIES it is already the forwarded client (api.middleware); a forwarded
+    header from anyone else is ignored."""
     return request.client.host if request.client else "unknown"
 
 

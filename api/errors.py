@@ -12,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import RateLimited
+from api.deps import RateLimited, client_key
 from retrieval.pipeline import BadQuestion
+from sibyl.observability import annotate
 from sibyl.store import UnknownMessage, UnknownSession
 
 log = logging.getLogger(__name__)
@@ -23,15 +24,22 @@ def error(status: int, code: str, detail: str, headers: dict | None = None, **ex
     return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status, headers=headers)
 
 
+MAX_ERRORS = 10  # a body with 200k unknown keys must not get a 25 MB answer
+MAX_FIELD_CHARS = 80
+
+
 def _field(loc) -> str:
     parts = [str(p) for p in loc if p != "body"]
-    return ".".join(parts) or "body"
+    name = ".".join(parts) or "body"
+    return name if len(name) <= MAX_FIELD_CHARS else name[:MAX_FIELD_CHARS - 1] + "…"
 
 
 def readable(errors: list[dict]) -> list[dict]:
-    """Pydantic's error list without the input echo (it may be huge or private): field + message."""
-    return [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid value"), "type": e.get("type")}
-            for e in errors]
+    """Pydantic's error list without the input echo (it may be huge or private): field + message, the first
+    MAX_ERRORS only, field names shortened (a client-chosen key can be any length)."""
+    return [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid value"))[:200],
+             "type": e.get("type")}
+            for e in errors[:MAX_ERRORS]]
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -45,7 +53,9 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     if any(e["type"] == "missing" and e["field"] == "body" for e in items):
         return error(400, "invalid_json", "The request body is missing: send a JSON object.")
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in items)
-    return error(422, "validation_error", f"Invalid request: {detail}.", errors=items)
+    if len(errors) > len(items):
+        detail += f"; and {len(errors) - len(items)} more problems"
+    return error(422, "validation_error", f"Invalid request: {detail}.", errors=items, errors_total=len(errors))
 
 
 async def bad_question(request: Request, exc: BadQuestion) -> JSONResponse:
@@ -62,6 +72,7 @@ async def unknown_message(request: Request, exc: UnknownMessage) -> JSONResponse
 
 
 async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+    annotate(refused="rate_limited", client=client_key(request))  # who is refused, on the request's log line
     return error(429, "rate_limited", f"Too many requests (limit {exc.limit}); retry in {exc.retry_after} s.",
                  headers={"Retry-After": str(exc.retry_after)}, retry_after=exc.retry_after)
 

@@ -127,9 +127,12 @@ class Ready(BaseModel):
     generation: str | None = None
     chunks: int | None = None
     detail: str | None = None
+    telegram: dict | None = Field(None, description="Webhook mode only: registering, retrying (with the last "
+                                                    "error) or registered; the web chat is ready either way.")
 
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="What was wrong, in a sentence.")
     code: str = Field(description="Machine-readable: invalid_json, validation_error, bad_question, unknown_session...")
-    errors: list[dict] | None = Field(None, description="Per-field problems for validation errors.")
+    errors: list[dict] | None = Field(None, description="Per-field problems for validation errors (the first 10).")
+    errors_total: int | None = Field(None, description="How many problems the validation found in all.")

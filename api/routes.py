@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -72,7 +72,7 @@ async def healthz() -> Health:
 
 
 @health.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
-async def readyz(services: ServicesDep):
+async def readyz(request: Request, services: ServicesDep):
     """The index is loaded and answers a real search, and the database responds."""
     pipeline = services.pipeline
     try:
@@ -85,7 +85,9 @@ async def readyz(services: ServicesDep):
         return JSONResponse(Ready(status="unavailable", detail="search returned nothing").model_dump(),
                             status_code=503)
     manifest = pipeline.index.manifest
-    return Ready(status="ready", generation=manifest["generation"], chunks=manifest.get("chunks"))
+    webhook = getattr(request.app.state, "telegram_webhook", None)  # bot.webhook: set in webhook mode
+    return Ready(status="ready", generation=manifest["generation"], chunks=manifest.get("chunks"),
+                 telegram=webhook.as_dict() if webhook is not None else None)
 
 
 

@@ -2,16 +2,22 @@
 
 Active only when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET).
 The router's lifespan starts the same Application as `sibyl telegram`, minus the poller, and
-registers the webhook; Telegram's X-Telegram-Bot-Api-Secret-Token header authenticates each call.
+registers the webhook in the background, retrying with backoff while Telegram is unreachable (the web chat
+starts anyway; /readyz shows the state); Telegram's X-Telegram-Bot-Api-Secret-Token header authenticates
+each call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import random
 import re
 from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
@@ -36,34 +42,85 @@ def _service(app: FastAPI, settings):
     return ConversationService(pipeline, Store.from_settings(settings))
 
 
+@dataclass
+class WebhookState:
+    """What /readyz shows about the webhook: registering (first try), retrying (Telegram unreachable or
+    refusing), registered."""
+
+    state: str = "registering"
+    attempts: int = 0
+    last_error: str | None = None
+    next_retry_seconds: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+STARTUP_WAIT_SECONDS = 10.0  # how long startup waits for the first registration before serving without it
+
+
+async def register_until_done(app: FastAPI, application, url: str, secret: str, state: WebhookState) -> None:
+    """getMe, commands, setWebhook, start -- retried with exponential backoff (and jitter, so replicas do not
+    retry in step) until Telegram answers; the web chat serves meanwhile."""
+    from bot.app import register_commands
+
+    delay = RETRY_FIRST_SECONDS
+    while True:
+        state.attempts += 1
+        try:
+            await application.initialize()  # getMe; a no-op once it succeeded
+            await register_commands(application)
+            await application.bot.set_webhook(url, secret_token=secret, allowed_updates=Update.ALL_TYPES)
+            await application.start()
+        except Exception as exc:  # noqa: BLE001 - network, Telegram errors, a wrong token: all retried
+            state.state, state.last_error = "retrying", f"{type(exc).__name__}: {exc}"[:200]
+            wait = delay * random.uniform(0.8, 1.2)
+            state.next_retry_seconds = round(wait, 1)
+            log.warning("Telegram webhook not registered (attempt %d, %s); retrying in %.1f s",
+                        state.attempts, type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            continue
+        app.state.telegram = application
+        state.state, state.last_error, state.next_retry_seconds = "registered", None, None
+        log.info("Telegram webhook registered for @%s", application.bot.username)
+        return
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     from sibyl.settings import get_settings
 
     settings = getattr(app.state, "settings", None) or get_settings()
     app.state.telegram = None
+    app.state.telegram_webhook = None
     if not settings.telegram_webhook_url:
         yield
         return
     secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
-    if not _SECRET.match(secret):
+    if not _SECRET.match(secret):  # a configuration error: refuse to start, unlike an unreachable Telegram
         raise RuntimeError("TELEGRAM_WEBHOOK_SECRET must be set: 1-256 characters A-Z, a-z, 0-9, _ or -")
-    from bot.app import build_application, register_commands
+    from bot.app import build_application
 
     application = build_application(settings, _service(app, settings))
-    async with application:  # initialize (getMe) ... shutdown
-        await register_commands(application)
-        await application.bot.set_webhook(settings.telegram_webhook_url, secret_token=secret,
-                                          allowed_updates=Update.ALL_TYPES)
-        await application.start()
-        app.state.telegram = application
-        app.state.telegram_secret = secret
-        log.info("Telegram webhook registered for @%s", application.bot.username)
-        try:
-            yield
-        finally:
-            app.state.telegram = None
+    app.state.telegram_secret = secret
+    state = app.state.telegram_webhook = WebhookState()
+    registering = asyncio.create_task(
+        register_until_done(app, application, settings.telegram_webhook_url, secret, state))
+    # Usually Telegram answers at once: serve with the webhook registered. If not, serve anyway.
+    await asyncio.wait({registering}, timeout=STARTUP_WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        registering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await registering
+        app.state.telegram = None
+        if application.running:
             await application.stop()
+        await application.shutdown()  # a no-op when initialize never succeeded
 
 
 router = APIRouter(lifespan=lifespan)
@@ -77,6 +134,8 @@ async def telegram_webhook(
     """Queue one update for the Application; 200 quickly so Telegram does not resend it."""
     application = getattr(request.app.state, "telegram", None)
     if application is None:
+        if getattr(request.app.state, "telegram_webhook", None) is not None:  # still registering: Telegram retries
+            raise HTTPException(503, "the Telegram bot is starting; retry shortly", headers={"Retry-After": "5"})
         raise HTTPException(404, "the Telegram webhook is not enabled (TELEGRAM_WEBHOOK_URL)")
     if not secret_token or not hmac.compare_digest(secret_token.encode(), request.app.state.telegram_secret.encode()):
         raise HTTPException(403, "wrong or missing X-Telegram-Bot-Api-Secret-Token")

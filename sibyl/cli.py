@@ -239,10 +239,11 @@ def cmd_serve(args) -> int:
     print(f"sibyl: web chat on http://{args.host}:{args.port}/  (API docs: http://{args.host}:{args.port}/docs)",
           file=sys.stderr, flush=True)
     log_level = "info" if args.verbose else "warning"
+    server = _server_options(settings)
     if workers == 1:
         from api.app import create_app
 
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level, **server)
     else:  # each worker process rebuilds the settings from the environment
         from sibyl.store import Store
 
@@ -250,8 +251,22 @@ def cmd_serve(args) -> int:
         os.environ["SIBYL_DATA_DIR"] = str(settings.data_dir)
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
         uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=workers,
-                    log_level=log_level)
+                    log_level=log_level, **server)
     return 0
+
+
+def _server_options(settings) -> dict:
+    """uvicorn options that bound what one client can hold: no blind trust in forwarded headers (the app
+    applies SIBYL_TRUSTED_PROXIES), header and keep-alive deadlines, header size, connection limit."""
+    from api.middleware import GuardedHttpToolsProtocol
+
+    options: dict = {"proxy_headers": False, "timeout_keep_alive": settings.keep_alive_seconds,
+                     "limit_concurrency": settings.max_connections or None,
+                     "h11_max_incomplete_event_size": 64 * 1024}
+    if GuardedHttpToolsProtocol is not None:
+        GuardedHttpToolsProtocol.configure(settings.header_timeout_seconds)
+        options["http"] = GuardedHttpToolsProtocol
+    return options
 
 
 def cmd_bench_api(args) -> int:

@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     purge_interval_minutes: float = Field(60, gt=0, description="How often the API deletes messages past retention.")
     api_workers: int = Field(1, ge=1, le=32, description="uvicorn worker processes for `sibyl serve` (each loads the index).")
 
+    # Hardening of the HTTP server (issue 10)
+    max_body_bytes: int = Field(
+        65_536, ge=1024,
+        description="Largest request body (except operator uploads, SIBYL_UPLOAD_MAX_BYTES): larger ones get 413 before being read.")
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For/-Proto are "
+                        "believed (the client is the rightmost address not in this list); empty = trust no forwarded header.")
+    header_timeout_seconds: float = Field(
+        10, gt=0, description="`sibyl serve` closes a connection whose request line and headers are not complete in this time.")
+    body_timeout_seconds: float = Field(
+        60, gt=0, description="A request body not fully received this long after the request started gets 408.")
+    keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection is closed after this long.")
+    max_connections: int = Field(
+        256, ge=0, description="Open connections + requests per `sibyl serve` process before new requests get 503; 0 = no limit.")
+
     # Optional language model (issue 5): the extractive answer stays the default and the fallback
     llm: str = Field("none", description="'none', 'openai:<model>' (any OpenAI-compatible server) or 'ollama:<model>'.")
     llm_base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama).")
@@ -171,6 +186,27 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError("must look like '30/minute' or '30/minute;300/hour' (empty = no limit)") from None
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                raise ValueError("'*' would let any client choose its address: list the proxies' addresses or CIDRs")
+            try:
+                network = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR (e.g. 10.0.0.5, 172.28.0.0/16)") from None
+            if "/" in item:
+                items[items.index(item)] = str(network)  # 172.28.0.1/16 -> 172.28.0.0/16, as uvicorn expects
+        return ",".join(items)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item for item in self.trusted_proxies.split(",") if item]
 
     @property
     def cors_origin_list(self) -> list[str]:

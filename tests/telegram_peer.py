@@ -85,7 +85,7 @@ class Call:
 
 
 class BotAPIPeer:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, port: int = 0) -> None:
         self.token = token
         self.calls: list[Call] = []
         self.updates: list[dict] = []
@@ -93,7 +93,7 @@ class BotAPIPeer:
         self.cond = threading.Condition()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
-        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
