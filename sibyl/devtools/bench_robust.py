@@ -145,8 +145,7 @@ class Case:
     def describe(self, limit: int = 220) -> str:
         body = "" if self.content is None else self.content[:limit].decode("utf-8", "backslashreplace")
         more = f" …(+{len(self.content) - limit} bytes)" if self.content and len(self.content) > limit else ""
-        query = f"?{self.params[:3]!r}"[:120] if self.params else ""
-        return f"{self.method} {self.path[:160]}{query} [{self.note}] {body}{more}"
+        return f"{self.method} {self.path[:200]} [{self.note}] {body}{more}"
 
 
 @dataclass
@@ -334,6 +333,9 @@ def _http_case(route: Route, components: dict, draw, st, texts, json_values, hea
         headers["Content-Type"] = draw(st.sampled_from([ctype] * 8 + [b"text/plain", b"application/json; charset=latin-1",
                                                                       b"application/x-www-form-urlencoded"]))
         note = mode
+    if params:  # encoded here: lone surrogates go out as the invalid UTF-8 a raw client could send
+        path += "?" + "&".join(f"{quote(k, safe='', errors='surrogatepass')}={quote(v, safe='', errors='surrogatepass')}"
+                               for k, v in params)
     return Case(f"{route.method} {route.path}", route.method, path, note + (" (signed in)" if auth else ""),
                 params, headers, content, auth=auth)
 
@@ -601,13 +603,13 @@ async def run_fuzz(target: ProcessTarget, cases: list[Case] | queue.Queue, timeo
             inflight[id(case)] = case
             tally.sent += 1
             try:
-                response = await asyncio.wait_for(client.request(case.method, case.path, params=case.params or None,
-                                                                 headers=headers, content=case.content), timeout)
+                response = await asyncio.wait_for(client.request(case.method, case.path, headers=headers,
+                                                                 content=case.content), timeout)
             except TimeoutError:
                 tally.count(case, "hang")
                 tally.hangs.append(Finding(case, f"no answer in {timeout:g} s"))
                 continue
-            except httpx.LocalProtocolError as exc:  # refused by our own HTTP client: not the server's doing
+            except (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeError) as exc:  # our client refused it
                 tally.count(case, "unsendable")
                 tally.connection_errors.append(Finding(case, f"client refused to send: {exc}"))
                 continue
@@ -886,7 +888,8 @@ def run_bench_robust(settings: Settings, fuzz: int = 10_000, soak_seconds: float
                 peer.stop()
     report = _report(fuzz, seed, routes, tally, posted, accepted, bot_seen, rejected, soak, timeout, concurrency,
                      ingest_seconds, max_rss_growth, bot)
-    return (json.dumps(report, indent=1, ensure_ascii=False) if as_json else _format(report)), report["passed"]
+    text = json.dumps(report, indent=1, ensure_ascii=False) if as_json else _format(report)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8"), report["passed"]  # fuzz may hold lone surrogates
 
 
 def _report(fuzz, seed, routes, tally: FuzzTally, posted, accepted, bot_seen, rejected, soak: SoakTally | None,
@@ -911,7 +914,7 @@ def _report(fuzz, seed, routes, tally: FuzzTally, posted, accepted, bot_seen, re
         "bot": {"updates_posted": posted, "accepted": accepted, "handled": bot_seen["handled"],
                 "handler_errors": bot_seen["failed"], "unhandled": bot_unhandled,
                 "bot_api_rejections": len(rejected),
-                "bot_api_rejection_samples": [f"{c.method}: {json.dumps(c.params, ensure_ascii=False)[:200]}"
+                "bot_api_rejection_samples": [f"{c.method}: {json.dumps(c.params)[:200]}"
                                               for c in rejected[:5]]} if bot else None,
     }
     soak_part = None
