@@ -341,7 +341,8 @@ class Translations:
 
 # -- writing ---------------------------------------------------------------------------------
 def _toml_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped too.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def dump_entries(entries: Iterable[Entry], header: str = "") -> str:
