@@ -292,6 +292,19 @@ def cmd_bench_robust(args) -> int:
     return 0 if passed else EXIT_ERROR
 
 
+def cmd_translate(args) -> int:
+    """Draft missing or stale English lines with SIBYL_LLM; stored as pending for the console's review."""
+    from sibyl.translate import TranslateError, run_translate
+
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1", EXIT_USAGE)
+    try:
+        run_translate(_settings(args), document=args.document, limit=args.limit)
+    except TranslateError as exc:
+        raise CliError(str(exc), exc.code) from None
+    return 0
+
+
 def cmd_operator(args) -> int:
     """URP console accounts: the password is prompted (never an argument, so it stays out of shell history)."""
     from sibyl.operators import OperatorError, Operators
@@ -400,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective settings (secrets masked)")
     p.add_argument("--env-example", action="store_true", help="print every variable with its default (.env.example)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("translate", help="draft missing or stale English translations with SIBYL_LLM (stored as "
+                                         "pending, reviewed in the console)")
+    p.add_argument("--document", help="only this document id")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="draft at most N lines")
+    p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("operator", help="URP operator console accounts (password prompted or read from stdin)")
     p.add_argument("action", choices=["add", "passwd", "list"], help="add an account, change a password, list")
