@@ -373,3 +373,22 @@ def test_webhook_mode_serves_while_telegram_is_unreachable_and_registers_later(b
             assert hooks and hooks[-1].params["url"] == hook and hooks[-1].params["secret_token"] == secret
         finally:
             peer.stop()
+
+
+def test_the_replica_setup_trusts_exactly_its_proxy():
+    """The compose override names the proxy's fixed address as the one trusted proxy (no `*`), and nginx
+    appends the peer address and stops slow or large requests itself."""
+    import yaml
+
+    from sibyl.settings import Settings
+
+    over = yaml.safe_load((REPO / "deploy" / "compose.replicas.yml").read_text(encoding="utf-8"))
+    trusted = over["services"]["api"]["environment"]["SIBYL_TRUSTED_PROXIES"]
+    assert trusted == over["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    assert Settings(_env_file=None, trusted_proxies=trusted).trusted_proxy_list == [trusted]
+    for path in (REPO / "docker-compose.yml", REPO / "deploy" / "compose.replicas.yml"):
+        assert "FORWARDED_ALLOW_IPS" not in path.read_text(encoding="utf-8")
+    nginx = (REPO / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    for directive in ("X-Forwarded-For $proxy_add_x_forwarded_for", "client_header_timeout", "client_body_timeout",
+                      "limit_conn sibyl_conn", "client_max_body_size 64k"):
+        assert directive in nginx
