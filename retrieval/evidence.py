@@ -9,13 +9,12 @@ most, which is what pushes "ricetta del pasticciotto" or "World Cup" below the t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from retrieval.glossary import Expansion
-from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
+from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, query_words, words
 
-
-TOP = 1  # coverage is read in the best passage: scattered words across passages are not evidence
+TOP = 3  # coverage is read in each of the best passages: scattered words across passages are not evidence
 # Words that appear in almost any question to a city assistant and carry no topic.
 GENERIC = set(
     """lecce leccese comune citta city municipality municipal council town amministrazione administration
@@ -37,14 +36,16 @@ class Evidence:
     dense: float
     score: float
     missing: list[str]
+    uncovered: list[str] = field(default_factory=list)  # required focus the passages never name
 
 
 class EvidenceScorer:
     def __init__(self, records: dict[str, dict], dense_low: float = 0.78, dense_high: float = 0.90,
-                 lexical_weight: float = 0.65) -> None:
+                 lexical_weight: float = 0.65, unknown_weight: float = 0.5) -> None:
         self.dense_low = dense_low
         self.dense_high = dense_high
         self.lexical_weight = lexical_weight
+        self.unknown_weight = unknown_weight
         self._tokens: dict[str, set[str]] = {}
         df: dict[str, int] = {}
         for cid, rec in records.items():
@@ -61,29 +62,55 @@ class EvidenceScorer:
         return min(known) if known else self._max_idf
 
     def content_terms(self, question: str) -> list[str]:
-        return [w for w in words(question) if w not in ALL_STOPWORDS and w not in GENERIC and len(w) > 1]
+        return [w for w in query_words(question) if w not in ALL_STOPWORDS and w not in GENERIC and len(w) > 1]
 
-    def score(self, question: str, hit_ids: list[str], top_dense: float, expansion: Expansion) -> Evidence:
-        passage_tokens: set[str] = set()
-        for cid in hit_ids[:TOP]:
-            passage_tokens |= self._tokens.get(cid, set())
-        expanded_hits = {
-            w
-            for term in expansion.matched
-            for w in words(term)
-        } if any(set(analyze(t, "it")) & passage_tokens for t in expansion.italian) else set()
-        total = covered = 0.0
-        missing = []
+    def known(self, term: str) -> bool:
+        return any(s in self._idf for s in (_stemmer("it").stemWord(term), _stemmer("en").stemWord(term)))
+
+    def uncovered(self, phrases: list[str], hit_ids: list[str], top: int = 3) -> list[str]:
+        """Required focus phrases (a desk service, a street name) whose words no top passage contains."""
+        tokens: set[str] = set()
+        for cid in hit_ids[:top]:
+            tokens |= self._tokens.get(cid, set())
+        out = []
+        for phrase in phrases:
+            content = [w for w in words(phrase) if w not in ALL_STOPWORDS] or words(phrase)
+            if not all(_stemmer("it").stemWord(w) in tokens or _stemmer("en").stemWord(w) in tokens for w in content):
+                out.append(phrase)
+        return out
+
+    def score(self, question: str, hit_ids: list[str], top_dense: float, expansion: Expansion,
+              required: list[str] | None = None) -> Evidence:
+        # Coverage is read passage by passage (the best of the top few): words scattered over
+        # several passages are not evidence, but the best answer need not be ranked first.
+        glossary_words = {w for term in expansion.matched for w in words(term)}
+        terms = []
         for term in self.content_terms(question):
             stems = list({_stemmer("it").stemWord(term), _stemmer("en").stemWord(term)})
             weight = self.idf(stems)
-            total += weight
-            if any(s in passage_tokens for s in stems) or term in expanded_hits:
-                covered += weight
-            else:
-                missing.append(term)
-        coverage = covered / total if total else 0.0
+            if not any(s in self._idf for s in stems) and term not in glossary_words:
+                # A word the documents never use and the glossary doesn't know: often chatter
+                # ("mia mamma", "passano ogni…"), sometimes the real topic ("football"): it counts, less.
+                weight *= self.unknown_weight
+            terms.append((term, stems, weight))
+        total = sum(weight for _, _, weight in terms)
+        italian = [set(analyze(t, "it")) for t in expansion.italian]
+        coverage, missing = 0.0, [term for term, _, _ in terms]
+        for cid in hit_ids[:TOP]:
+            passage_tokens = self._tokens.get(cid, set())
+            expanded_hits = glossary_words if any(t & passage_tokens for t in italian) else set()
+            covered = 0.0
+            gaps = []
+            for term, stems, weight in terms:
+                if any(s in passage_tokens for s in stems) or term in expanded_hits:
+                    covered += weight
+                else:
+                    gaps.append(term)
+            share = covered / total if total else 0.0
+            if share > coverage or cid == hit_ids[0]:
+                coverage, missing = share, gaps
         dense = (top_dense - self.dense_low) / (self.dense_high - self.dense_low)
         dense = min(1.0, max(0.0, dense))
         score = self.lexical_weight * coverage + (1 - self.lexical_weight) * dense
-        return Evidence(round(coverage, 3), round(dense, 3), round(score, 3), missing)
+        uncovered = self.uncovered(required or [], hit_ids)
+        return Evidence(round(coverage, 3), round(dense, 3), round(score, 3), missing, uncovered)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from retrieval.text import fold
+from retrieval.limits import QUERY_CHARS
+from retrieval.text import fold, fold_head
 
 GLOSSARY_PATH = Path(__file__).with_name("glossary.toml")
 
@@ -41,7 +42,8 @@ def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str]
 
 
 def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
-    folded = fold(question)
+    """Glossary entries the question names; every pattern scans it, so only its head is read."""
+    folded = fold_head(question, QUERY_CHARS)
     matched: list[str] = []
     italian: list[str] = []
     english: list[str] = []

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from retrieval.text import fold
 from lingua import Language, LanguageDetectorBuilder
+
+from retrieval.limits import LANGUAGE_CHARS
+from retrieval.text import fold
 
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
 _CODES = {Language.ITALIAN: "it", Language.ENGLISH: "en"}
+# No function word is longer (folding a 1000-letter "word" only costs time).
+_FUNCTION_WORD_CHARS = 12
 
 
 @lru_cache(maxsize=1)
@@ -18,15 +22,18 @@ def _detector():
 
 
 def detect_language(text: str, fallback: str = "it", min_confidence: float = 0.75) -> str:
-    """'it' or 'en'. Acronyms (PUMS, ZTL) say nothing about the language, so they are ignored."""
-    words = [w for w in _WORD.findall(text) if not w.isupper()]
+    """'it' or 'en'. Acronyms (PUMS, ZTL) say nothing about the language, so they are ignored.
+
+    Only the first LANGUAGE_CHARS characters are read: the cost must not grow with the text.
+    """
+    words = [w for w in _WORD.findall(text[:LANGUAGE_CHARS]) if not w.isupper()]
     if not words:
         return fallback
     # Function words decide short questions that quote Italian names ("the plans for the Villa
     # Comunale"): lingua weighs the proper nouns, the grammar words tell the asker's language.
     from retrieval.lexical import STOPWORDS
 
-    folded = [fold(w) for w in words]
+    folded = [fold(w) for w in words if len(w) <= _FUNCTION_WORD_CHARS]
     en_hits = sum(1 for w in folded if w in STOPWORDS["en"] and w not in STOPWORDS["it"])
     it_hits = sum(1 for w in folded if w in STOPWORDS["it"] and w not in STOPWORDS["en"])
     if en_hits >= 2 and it_hits == 0:

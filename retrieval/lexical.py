@@ -11,7 +11,8 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from retrieval.text import fold
+from retrieval.limits import QUERY_CHARS
+from retrieval.text import fold, fold_head
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -49,9 +50,14 @@ def analyze(text: str, language: str) -> list[str]:
     return _stemmer(language).stemWords(toks)
 
 
+def query_words(text: str) -> list[str]:
+    """words() of a question's head (QUERY_CHARS): a question's cost must not grow with its length."""
+    return _TOKEN.findall(fold_head(text, QUERY_CHARS))
+
+
 def analyze_query(text: str) -> list[str]:
     """A question may be in either language and meets passages in both: stem it both ways."""
-    toks = [t for t in words(text) if t not in ALL_STOPWORDS and (len(t) > 1 or t.isdigit())]
+    toks = [t for t in query_words(text) if t not in ALL_STOPWORDS and (len(t) > 1 or t.isdigit())]
     it = _stemmer("it").stemWords(toks)
     en = _stemmer("en").stemWords(toks)
     out: list[str] = []

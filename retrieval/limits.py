@@ -27,12 +27,12 @@ CHARS_PER_TOKEN = 8
 
 # Language detection reads this many characters: lingua's cost grows with the text, and a few
 # sentences tell Italian from English as surely as two thousand characters do.
-LANGUAGE_CHARS = 400
+LANGUAGE_CHARS = 1000
 
-# Lexical analysis of a question (BM25 terms, evidence coverage, glossary matching) reads this many
-# words: each distinct stem is a posting-list lookup and a coverage term, and past a few dozen
-# content words a message is no longer a question the evidence check can judge.
-QUERY_WORDS = 64
+# The lexical side of a question (glossary regexes, BM25 terms, evidence coverage) reads this many
+# characters, before and after accent folding: each regex scans the whole text, and each word is a
+# stem lookup and a coverage term. The longest development question is under 80 characters.
+QUERY_CHARS = 1000
 
 
 def worst_case_inputs(length: int = 1990, seed: int = 0) -> dict[str, str]:
@@ -57,12 +57,23 @@ def worst_case_inputs(length: int = 1990, seed: int = 0) -> dict[str, str]:
         return "".join(out)[:length]
 
     word = "".join(rng.choice(letters) for _ in range(8))
+    # Words the documents use: such a text gets past the evidence check and reaches the composer.
+    topics = ("mobilità sostenibile piste ciclabili trasporto pubblico rifiuti raccolta differenziata scuole "
+              "verde pubblico turismo cultura biblioteca parcheggi illuminazione sicurezza anziani welfare "
+              "smart city digitale sportello URP bilancio performance obiettivi 2025 2026 2027").split()
     return {
         "repeated_accent": (rng.choice(accented) * length)[: length - 6] + " " + word[:5],
         "combining_marks": fill(lambda: rng.choice(letters) + "".join(rng.choice(marks) for _ in range(3))),
         "random_accented": fill(lambda: rng.choice(accented)),
         "repeated_word": fill(lambda: word + " "),
         "distinct_words": fill(lambda: "".join(rng.choice(letters) for _ in range(rng.randint(3, 10))) + " "),
+        "document_words": fill(lambda: rng.choice(topics) + rng.choice((" ", " ", ", ", "? "))),
+        "repeated_question": fill(lambda: f"Quali interventi per la {rng.choice(topics)} sono previsti nel 2026? "),
         "emoji": fill(lambda: rng.choice(emoji)),
+        # A greeting, then symbols: `^\W*(ciao|...)\W*(sibyl)?\W*$` used to try every split of the run.
+        "greeting_then_symbols": ("ciao " + fill(lambda: rng.choice("!?.,;:-*~") + rng.choice(emoji)))[: length - 1] + "x",
         "expanding_ligatures": fill(lambda: rng.choice("\ufdfa\ufdfb\u3307\u3316\u33ae")),
+        # A real question then ligatures: it passes the evidence check, so the composer reads it all.
+        "question_then_ligatures": (f"Quali interventi per la {rng.choice(topics)} sono previsti? "
+                                    + "\ufdfa" * length)[:length],
     }

@@ -53,3 +53,50 @@ def run_bench(settings: Settings, questions: Path | None = None, as_json: bool =
             f"warm ask latency over {len(latencies)} asks: p50 {numbers['ask_p50_ms']} ms, "
             f"p95 {numbers['ask_p95_ms']} ms (target p50 <= 40 ms)\n"
             f"peak RSS: {numbers['peak_rss_mb']} MB (target <= 800 MB)")
+
+
+def run_worst_case(settings: Settings, questions: Path | None = None, rounds: int = 3, as_json: bool = False) -> str:
+    """CPU per ask of the costliest inputs within max_question_chars, as a ratio to a normal question.
+
+    One run, interleaved rounds, new texts every round and the query-vector cache emptied before each
+    ask, so no cache hides a cost. CPU time (all threads), not wall time: what a flood of such
+    requests takes from everyone else. Target: every ratio <= 5.
+    """
+    from retrieval.evaluate import load_questions
+    from retrieval.limits import worst_case_inputs
+    from retrieval.pipeline import BadQuestion, Pipeline
+
+    questions = questions or (DEFAULT_QUESTIONS if DEFAULT_QUESTIONS.exists() else FALLBACK_QUESTIONS)
+    normal = [row["q"] for row in load_questions(questions)]
+    pipeline = Pipeline.open(settings)
+    length = settings.max_question_chars - 10
+    for text in [*normal, *worst_case_inputs(length, seed=0).values()]:  # warm-up: model pages, lingua
+        pipeline.ask(text)
+    cpu: dict[str, list[float]] = {}
+
+    def ask(kind: str, text: str) -> None:
+        pipeline.retriever._query_cache.clear()
+        started = time.process_time()
+        try:
+            pipeline.ask(text)
+        except BadQuestion:
+            pass
+        cpu.setdefault(kind, []).append((time.process_time() - started) * 1000)
+
+    for r in range(rounds):
+        for text in normal:
+            ask("normal question", text)
+        for kind, text in worst_case_inputs(length, seed=r + 1).items():
+            ask(kind, text)
+    base = statistics.median(cpu["normal question"])
+    rows = {kind: {"cpu_ms_median": round(statistics.median(v), 1), "cpu_ms_max": round(max(v), 1),
+                   "ratio": round(statistics.median(v) / base, 2)} for kind, v in cpu.items()}
+    worst = max(r["ratio"] for r in rows.values())
+    if as_json:
+        return json.dumps({"chars": length, "rounds": rounds, "kinds": rows, "worst_ratio": worst, "target": 5},
+                          indent=1)
+    lines = [f"CPU per ask, {length}-character inputs vs {len(normal)} normal questions, {rounds} rounds:"]
+    lines += [f"  {kind:24s} median {r['cpu_ms_median']:8.1f} ms  max {r['cpu_ms_max']:8.1f} ms  "
+              f"ratio {r['ratio']:5.2f}" for kind, r in rows.items()]
+    lines.append(f"worst ratio: {worst} (target <= 5)")
+    return "\n".join(lines)

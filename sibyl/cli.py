@@ -167,6 +167,11 @@ def cmd_bench(args) -> int:
     from sibyl.bench import run_bench
 
     settings = _settings(args)
+    if args.worst_case:
+        from sibyl.bench import run_worst_case
+
+        print(run_worst_case(settings, Path(args.file) if args.file else None, args.rounds, args.json))
+        return 0
     print(run_bench(settings, Path(args.file) if args.file else None, args.json))
     return 0
 
@@ -370,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark: cold ingest, warm ask latency, peak memory")
     p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--worst-case", action="store_true",
+                   help="instead: CPU per ask of the costliest long inputs as a ratio to normal questions")
+    p.add_argument("--rounds", type=int, default=3, choices=range(1, 101), metavar="N")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-llm", help="benchmark LLM mode: latency, answers passing the checks, fallbacks, examples")
