@@ -90,6 +90,16 @@ class ProcessTarget:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def dies_within(self, seconds: float) -> bool:
+        """After a dropped connection: a dying process closes its sockets before it can be reaped."""
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     @property
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -568,7 +578,7 @@ async def run_fuzz(target: ProcessTarget, cases: list[Case] | queue.Queue, timeo
         async with lock:
             if target.generation != generation:  # already restarted: this request was one of the victims
                 return True
-            if target.alive():
+            if not await asyncio.to_thread(target.dies_within, 2.0):
                 return False
             tally.crashes.append(Crash(target.returncode, target.log_tail(), list(inflight.values()) or [case]))
             up.clear()
