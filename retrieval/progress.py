@@ -8,6 +8,7 @@ An ingest calls `report(0, 0)` once it holds the index lock, `report(0, total)` 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -95,7 +96,10 @@ class BarProgress:
         if total <= 0:
             return
         if self._bar is None:
-            self._bar = tqdm(total=total, unit="chunk", desc="embedding", file=self.stream, dynamic_ncols=True)
+            # shutil's size falls back to 80x24 where a pseudo-terminal reports 0x0 (tqdm would draw nothing)
+            size = shutil.get_terminal_size()
+            self._bar = tqdm(total=total, unit="chunk", desc="embedding", file=self.stream,
+                             ncols=size.columns, nrows=size.lines)
         self._bar.update(done - self._bar.n)
         if done >= total:
             self.close()
