@@ -53,6 +53,7 @@ OPERATOR = ("robust", "Robust-bench-password-2025")
 # Operator actions left out of the signed-in fuzz: they rewrite the index (minutes each) or end the session.
 MUTATING = ("/operatore/documenti", "/operatore/documenti/reindicizza", "/operatore/documenti/{doc_id}/rimuovi",
             "/operatore/logout")
+MAX_URL = 8000  # characters of path and query (httpx refuses 64 KB; uvicorn's own limit is the header size)
 SPECIAL = ["\ufdfa", "\ufdfb", "\u0000", "\u202e", "\ufeff", "\u200b", "\u0301", "\u0300", "à", "a\u0300\u0301",
            "ß", "\u0130", "\u01c5", "\ufb03", "\u337b", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\U0010ffff",
            "\ud800", "\udfff", "<script>", "&amp;", "</b>", "\\", "\"", "'", "%", "{{", "\r\n", "\t", " "]
@@ -251,12 +252,37 @@ def _value_for(schema: dict, components: dict, draw, st, texts, json_values, dep
     return draw(json_values)
 
 
+def _valid_for(schema: dict, components: dict, draw, st, texts, depth: int = 0):
+    """A value the schema accepts, free text fuzzed: these inputs get past validation into the pipeline."""
+    schema = _resolve(schema, components)
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        real = [o for o in options if _resolve(o, components).get("type") != "null"] or options
+        return _valid_for(draw(st.sampled_from(real)), components, draw, st, texts, depth + 1)
+    if "enum" in schema or "const" in schema:
+        return draw(st.sampled_from(schema.get("enum") or [schema.get("const")]))
+    kind = schema.get("type")
+    if kind == "string":
+        text = draw(texts)[: schema.get("maxLength", 20_000)]
+        return text + "x" * max(0, schema.get("minLength", 0) - len(text))
+    if kind == "integer":
+        return draw(st.integers(schema.get("minimum", -(2**31)), schema.get("maximum", 2**31)))
+    if kind == "boolean":
+        return draw(st.booleans())
+    if kind == "object" or "properties" in schema:
+        return {name: _valid_for(sub, components, draw, st, texts, depth + 1)
+                for name, sub in schema.get("properties", {}).items()
+                if name in schema.get("required", []) or (depth < 3 and draw(st.integers(0, 9)) < 3)}
+    return None
+
+
 def _fill_path(path: str, draw, st, texts) -> str:
     def one(_match) -> str:
         value = draw(st.one_of(texts.map(lambda s: s[:2000]), st.integers().map(str),
                                st.sampled_from(["99999999999999999999999", "-1", "0", "..%2F..%2Fetc%2Fpasswd", "%00",
                                                 "%ff%fe", "it", "en", "1e9", "null"])))
-        return value if "%" in value else quote(value, safe="", errors="surrogatepass")
+        value = value if "%" in value else quote(value, safe="", errors="surrogatepass")
+        return re.sub(r"%[0-9A-F]?$", "", value[:MAX_URL // 2])
 
     return re.sub(r"\{[^}]+\}", one, path)
 
@@ -317,12 +343,16 @@ def _http_case(route: Route, components: dict, draw, st, texts, json_values, hea
         params.append((draw(texts)[:100], draw(texts)[:1000]))
     content, note = None, "no body"
     if route.method in ("POST", "PUT", "PATCH"):
-        mode = draw(st.sampled_from(["schema"] * 6 + ["wrong-type", "broken-json", "extra-keys", "multipart", "form",
-                                                       "empty"]))
+        mode = draw(st.sampled_from(["valid"] * 8 + ["schema"] * 3 + ["wrong-type", "broken-json", "extra-keys",
+                                                                       "multipart", "form", "empty"]))
+        if mode == "valid" and route.body_schema is None:
+            mode = "schema"
         if route.form and mode == "schema":
             mode = "form"
         ctype = b"application/json"
-        if mode == "schema" and route.body_schema is not None:
+        if mode == "valid":
+            content = _dumps(_valid_for(route.body_schema, components, draw, st, texts), draw, st)
+        elif mode == "schema" and route.body_schema is not None:
             content = _dumps(_value_for(route.body_schema, components, draw, st, texts, json_values), draw, st)
         elif mode in ("schema", "wrong-type"):
             content, mode = _dumps(draw(json_values), draw, st), "wrong-type"
@@ -346,6 +376,7 @@ def _http_case(route: Route, components: dict, draw, st, texts, json_values, hea
     if params:  # encoded here: lone surrogates go out as the invalid UTF-8 a raw client could send
         path += "?" + "&".join(f"{quote(k, safe='', errors='surrogatepass')}={quote(v, safe='', errors='surrogatepass')}"
                                for k, v in params)
+        path = re.sub(r"%[0-9A-F]?$", "", path[:MAX_URL])  # long, but under what HTTP clients will send
     return Case(f"{route.method} {route.path}", route.method, path, note + (" (signed in)" if auth else ""),
                 params, headers, content, auth=auth)
 
@@ -627,7 +658,9 @@ async def run_fuzz(target: ProcessTarget, cases: list[Case] | queue.Queue, timeo
                 crashed = await check_crash(case, generation)
                 tally.count(case, "crash" if crashed else "connection")
                 if not crashed:
-                    tally.connection_errors.append(Finding(case, f"{type(exc).__name__}: {exc}"))
+                    big = case.content is not None and len(case.content) > 64 * 1024
+                    hint = " (a big body: likely refused with 413 before it was read)" if big else ""
+                    tally.connection_errors.append(Finding(case, f"{type(exc).__name__}: {exc}{hint}"))
                 continue
             finally:
                 inflight.pop(id(case), None)
