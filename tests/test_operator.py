@@ -38,6 +38,8 @@ ENDPOINTS = [
     ("POST", "/operatore/documenti/lecce-smart-city/rimuovi"),
     ("GET", "/operatore/documenti/lavori/1"),
     ("GET", "/operatore/registro"),
+    ("GET", "/operatore/traduzioni"),
+    ("POST", "/operatore/traduzioni"),
     ("POST", "/operatore/logout"),
 ]
 PUBLIC = {("GET", "/operatore/login"), ("POST", "/operatore/login")}

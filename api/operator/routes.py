@@ -290,10 +290,7 @@ def _upload(request: Request, console, operator, name: str, data: bytes):
         job = manager.upload(name, data, operator.username)
     except UploadRejected as exc:
         _audit(console, request, operator, "upload_rejected", file=name, reason=str(exc), bytes=len(data))
-        return _documents(request, console, exc.code, error=t(lang, exc.key, reason=str(exc), max=max_mb,
-                                                              unpacked_max=round(
-                                                                  manager.settings.upload_max_unpacked_bytes
-                                                                  / 1_000_000, 1)))
+        return _documents(request, console, exc.code, error=t(lang, exc.key, reason=str(exc), max=max_mb))
     except Busy:
         return _documents(request, console, 409, error=t(lang, "busy"))
     _audit(console, request, operator, "upload", file=name, document=job.document, bytes=len(data), job=job.id)
@@ -341,3 +338,10 @@ def audit_page(request: Request, console: ConsoleDep, operator: OperatorDep, who
     entries = console.operators.audit_log(300, username=who or None, action=action or None)
     _audit(console, request, operator, "view", page="audit")
     return render(request, "audit.html", {"entries": entries, "who": who, "action": action})
+
+
+# --- translation review (api/operator/translations.py) ----------------------------------------------
+from api.operator import translations as _translations  # noqa: E402  (its own module, this router)
+
+router.get("/traduzioni")(_translations.translations_page)
+router.post("/traduzioni")(_translations.translation_action)
