@@ -1,0 +1,139 @@
+"""The console's translation review end to end in real headless Chromium (Debian chromium, Selenium).
+
+`sibyl serve` runs over a private copy of the index and corpus; an operator uploads a small Italian
+document in the console, its lines are listed as untranslated, `sibyl translate` (a real subprocess)
+drafts them against an OpenAI-compatible server written with http.server, and the operator reviews
+them: a draft with a changed number is refused until corrected, another is edited and approved. The
+audit page shows the approvals and the drafts file in the data directory now says approved.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser import REPO, make_driver, sibyl_server
+from tests.operator_support import PASSWORD, isolated_settings
+from tests.translation_support import CANNED, DOC, DOC_ID, DOC_NAME, FIRST, FIXED_SECOND, SECOND, TITLE, FakeOpenAI
+from retrieval.translations import source_hash
+
+pytestmark = pytest.mark.slow
+
+EDITED_TITLE = "Urban garden of Borgo San Nicola"
+
+
+@pytest.fixture(scope="module")
+def server(settings, built_index, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("translation-web")
+    own = isolated_settings(settings, tmp)
+    env = dict(os.environ, SIBYL_DATA_DIR=str(own.data_dir), SIBYL_CORPUS_DIR=str(own.corpus_dir),
+               SIBYL_RATE_LIMIT="", HF_HUB_OFFLINE="1", SIBYL_API_WORKERS="1", SIBYL_LLM="none")
+    env.pop("SIBYL_DATABASE_URL", None)
+    added = subprocess.run([sys.executable, "-m", "sibyl", "operator", "add", "mario"], input=PASSWORD + "\n",
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert added.returncode == 0, added.stderr
+    with sibyl_server(env, tmp) as (url, _proc):
+        yield {"url": url, "tmp": tmp, "env": env, "data": own.data_dir}
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = make_driver(tmp_path / "profile", width=1280, height=1000)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, seconds: float = 60):
+    return WebDriverWait(driver, seconds)
+
+
+def line(d, text: str):
+    return d.find_element(By.ID, f"tr-{source_hash(text)}")
+
+
+def test_operator_reviews_drafted_translations_in_chromium(server, browser):
+    url, d = server["url"], browser
+    d.get(url + "/operatore/login")
+    wait(d).until(lambda d: d.find_element(By.ID, "login-form"))
+    d.find_element(By.ID, "username").send_keys("mario")
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.ID, "login-button").click()
+    wait(d).until(lambda d: d.current_url.endswith("/operatore/cerca"))
+
+    # the shipped corpus is fully translated: nothing to review
+    d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").click()
+    wait(d).until(lambda d: d.find_elements(By.ID, "tr-empty"))
+    assert d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").text == "Traduzioni"
+
+    # upload a small Italian document: its lines are listed as having no draft
+    doc = server["tmp"] / DOC_NAME
+    doc.write_text(DOC, encoding="utf-8")
+    d.find_element(By.LINK_TEXT, "Documenti").click()
+    d.find_element(By.ID, "upload-file").send_keys(str(doc))
+    d.find_element(By.ID, "upload-button").click()
+    wait(d).until(lambda d: d.find_elements(By.ID, "doc-message") or d.find_elements(By.ID, "doc-error"))
+    assert not d.find_elements(By.ID, "doc-error"), d.find_element(By.ID, "doc-error").text
+    wait(d, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-document="{DOC_ID}"]'))
+    d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").click()
+    wait(d).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'section[data-document="{DOC_ID}"]'))
+    kinds = {a.get_attribute("data-hash"): a.get_attribute("data-kind")
+             for a in d.find_elements(By.CSS_SELECTOR, "article.tr-line")}
+    assert kinds == {source_hash(t): "missing" for t in (TITLE, FIRST, SECOND)}
+
+    # the command drafts them against the model server; they wait as pending, the menu counts them
+    with FakeOpenAI() as model:
+        done = subprocess.run([sys.executable, "-m", "sibyl", "translate", "--document", DOC_ID], cwd=REPO,
+                              env=dict(server["env"], SIBYL_LLM="openai:fake", SIBYL_LLM_BASE_URL=model.url),
+                              capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "drafted 3 (failed checks 1" in done.stdout
+    d.refresh()
+    wait(d).until(lambda d: d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").text == "Traduzioni (3)")
+    second = line(d, SECOND)
+    assert second.get_attribute("data-kind") == "pending"
+    assert second.find_element(By.CSS_SELECTOR, ".tr-original").text == SECOND
+    assert second.find_element(By.TAG_NAME, "textarea").get_attribute("value") == CANNED[SECOND]
+    assert "I numeri sono diversi" in second.find_element(By.CSS_SELECTOR, ".tr-problems li.error").text
+
+    # approving the changed number is refused, with the problem shown next to the edited text
+    second.find_element(By.CSS_SELECTOR, "button.tr-approve").click()
+    wait(d).until(lambda d: d.find_elements(By.ID, "tr-error"))
+    second = line(d, SECOND)
+    assert "12500 2025" in second.find_element(By.CSS_SELECTOR, ".tr-problems li.error").text
+    box = second.find_element(By.TAG_NAME, "textarea")
+    box.clear()
+    box.send_keys(FIXED_SECOND)
+    second.find_element(By.CSS_SELECTOR, "button.tr-approve").click()
+    wait(d).until(lambda d: d.find_elements(By.ID, "tr-message"))
+    assert not d.find_elements(By.ID, f"tr-{source_hash(SECOND)}")
+
+    # edit another draft and approve it
+    box = line(d, TITLE).find_element(By.TAG_NAME, "textarea")
+    box.clear()
+    box.send_keys(EDITED_TITLE)
+    line(d, TITLE).find_element(By.CSS_SELECTOR, "button.tr-approve").click()
+    wait(d).until(lambda d: d.find_elements(By.ID, "tr-message"))
+    assert d.find_element(By.ID, "tr-message").text.startswith("Traduzione approvata")
+    assert d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").text == "Traduzioni (1)"
+
+    # the audit page shows the approvals (and the refusal), edited text included
+    d.find_element(By.LINK_TEXT, "Registro attività").click()
+    wait(d).until(lambda d: d.find_elements(By.ID, "audit"))
+    rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    approved = [r for r in rows if "translation_approved" in r]
+    assert len(approved) == 2 and all("mario" in r for r in approved)
+    assert any(EDITED_TITLE in r and "edited: True" in r for r in approved)
+    assert any("translation_approval_refused" in r for r in rows)
+
+    # the drafts file now says approved, with the operator's text
+    with (server["data"] / "translations" / "en" / f"{DOC_ID}.toml").open("rb") as fh:
+        rows = {row["it"]: row for row in tomllib.load(fh)["line"]}
+    assert (rows[SECOND]["status"], rows[SECOND]["en"]) == ("approved", FIXED_SECOND)
+    assert (rows[TITLE]["status"], rows[TITLE]["en"]) == ("approved", EDITED_TITLE)
+    assert rows[FIRST]["status"] == "pending"
