@@ -204,6 +204,16 @@ def test_headers_trickled_byte_by_byte_do_not_keep_the_connection(server):
         assert closed_by_server(sock)
 
 
+def test_oversized_headers_get_431(server):
+    _, port, _ = server
+    with connect(port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.sendall(b"".join(b"X-Pad: " + b"p" * 8000 + b"\r\n" for _ in range(9)))  # 72 KB, never ended
+        status, _, _ = read_response(sock)
+        assert status == 431
+        assert closed_by_server(sock)
+
+
 def test_a_silent_connection_is_closed(server):
     _, port, _ = server
     with connect(port) as sock:
