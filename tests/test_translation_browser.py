@@ -10,18 +10,34 @@ audit page shows the approvals and the drafts file in the data directory now say
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from retrieval.text import strip_control
+from retrieval.translations import normalise, source_hash
 from tests.browser import REPO, make_driver, sibyl_server
 from tests.operator_support import PASSWORD, isolated_settings
-from tests.translation_support import CANNED, DOC, DOC_ID, DOC_NAME, FIRST, FIXED_SECOND, SECOND, TITLE, FakeOpenAI
-from retrieval.translations import source_hash
+from tests.translation_support import (
+    CANNED,
+    DOC,
+    DOC_ID,
+    DOC_NAME,
+    FIRST,
+    FIXED_SECOND,
+    SECOND,
+    TITLE,
+    FakeOpenAI,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +153,51 @@ def test_operator_reviews_drafted_translations_in_chromium(server, browser):
     assert (rows[SECOND]["status"], rows[SECOND]["en"]) == ("approved", FIXED_SECOND)
     assert (rows[TITLE]["status"], rows[TITLE]["en"]) == ("approved", EDITED_TITLE)
     assert rows[FIRST]["status"] == "pending"
+
+
+# --- the same endpoint over plain HTTP: typed refusals, any text an operator types -----------------------
+@pytest.fixture(scope="module")
+def operator_http(server):
+    with httpx.Client(base_url=server["url"], timeout=60) as c:
+        page = c.get("/operatore/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        r = c.post("/operatore/login", data={"username": "mario", "password": PASSWORD, "csrf_token": token})
+        assert r.status_code == 303
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/operatore/traduzioni").text).group(1)
+        yield c, csrf
+
+
+def post(c, csrf, **form):
+    return c.post("/operatore/traduzioni", data={"csrf_token": csrf, **form})
+
+
+def test_bad_requests_get_a_typed_answer_and_change_nothing(server, operator_http):
+    c, csrf = operator_http
+    drafts = server["data"] / "translations" / "en" / f"{DOC_ID}.toml"
+    before = drafts.read_bytes()
+    assert post(c, csrf, source_hash=source_hash(FIRST), action="delete", en="x").status_code == 422
+    assert post(c, csrf, source_hash="0" * 16, action="approve", en="x").status_code == 404
+    assert post(c, csrf, source_hash=source_hash(TITLE) + "x" * 100, action="approve").status_code == 422
+    assert post(c, csrf, source_hash=source_hash(FIRST), action="save", en="  ").status_code == 422
+    assert post(c, csrf, source_hash=source_hash(FIRST), action="approve", en=CANNED[FIRST].replace("40", "4")
+                ).status_code == 422
+    assert post(c, csrf, source_hash=source_hash(FIRST), action="save", en="x" * 6000).status_code == 422
+    assert c.post("/operatore/traduzioni", data={"source_hash": source_hash(FIRST), "action": "reject"}
+                  ).status_code == 403  # no CSRF token
+    assert drafts.read_bytes() == before
+
+
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=300))
+def test_any_text_an_operator_saves_is_stored_or_refused(server, operator_http, text):
+    c, csrf = operator_http
+
+    def first():
+        with (server["data"] / "translations" / "en" / f"{DOC_ID}.toml").open("rb") as fh:
+            return {row["it"]: row for row in tomllib.load(fh)["line"]}[FIRST]
+
+    before = first()["en"]
+    r = post(c, csrf, source_hash=source_hash(FIRST), action="save", en=text)
+    expected = normalise(strip_control(text))
+    assert r.status_code == (303 if expected else 422), r.text[-300:]
+    assert (first()["status"], first()["en"]) == ("pending", expected or before)
