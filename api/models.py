@@ -67,6 +67,24 @@ class SourceOut(Open):
     score: float
 
 
+class BulletOut(Open):
+    text: str
+    source: int = Field(description="The [n] of the source this bullet cites.")
+    language: str
+    kind: str = Field(description="planned (DUP, years), done (2023 report, % realised) or info.")
+    years: list[int] = []
+    realised: float | None = None
+
+
+class StructuredAnswer(Open):
+    """The answer's parts; `answer` is rendered from them (lead, bullets, sources)."""
+    lead: str
+    bullets: list[BulletOut]
+    sources: list[dict]
+    mode: str
+    notes: list[str] = Field([], description="What was computed rather than quoted (a rank, a count).")
+
+
 class ChatResponse(Open):
     question: str
     language: Language
@@ -77,6 +95,7 @@ class ChatResponse(Open):
     intent: str
     evidence: dict | None = None
     retrieval_query: str | None = None
+    structured: StructuredAnswer | None = None
     session_id: str
     message_id: str
     suggestions: list[str]

@@ -1,7 +1,9 @@
-"""Extractive, grounded answers: a lead sentence, verbatim evidence lines with [n] markers, sources.
+"""Grounded answers: a lead sentence that answers, clean bullets with [n] markers, sources.
 
-Nothing here writes a fact: every bullet is a line copied from a cited passage, numbers included.
-In an English answer, Italian lines stay verbatim and are marked as the original Italian wording.
+The lead is built from plan facts (retrieval/facts.py) with templates in prompts/messages.*.toml;
+bullets are the cited passages' own words with table labels stripped, each marked as planned
+(DUP, years) or done (2023 report, % realised). Anything computed (a rank, a count) is named in
+`notes`. In an English answer, Italian lines stay verbatim and are marked as the original wording.
 """
 
 from __future__ import annotations
@@ -11,11 +13,24 @@ from dataclasses import asdict, dataclass, field
 
 import prompts
 from retrieval.evidence import GENERIC, Evidence, EvidenceScorer
-from retrieval.lexical import _stemmer, analyze, words
+from retrieval.facts import (
+    AreaResult,
+    Figure,
+    ListFact,
+    Mention,
+    PlanFacts,
+    PlanObjective,
+    ResultObjective,
+    format_percent,
+    strip_label,
+)
+from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
+from retrieval.question import Analysis, analyse, rank_direction
 from retrieval.retriever import Hit
 
-MAX_SOURCES = 3
+MAX_SOURCES = 5
 MAX_BULLETS = 5
+DUP_THRESHOLD = 0.6  # below the scorer's 0.75: near-duplicates never reach the citizen
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý“\"'])")
 _LIST_HEADER = re.compile(r"^(Attività|Obiettivi operativi di sviluppo 2023|Media di realizzazione per area|Obiettivi strategici .*):$")
 _QUANTITY = re.compile(r"\b(quant[oaie]|how (many|much)|number of|numero|percentuale|percentage|livello|level|media|average|%)", re.I)
@@ -34,6 +49,16 @@ class Source:
 
 
 @dataclass
+class Bullet:
+    text: str
+    source: int
+    language: str  # the language of `text` (an Italian quote in an English answer stays Italian)
+    kind: str = "info"  # planned | done | info
+    years: list[int] = field(default_factory=list)
+    realised: float | None = None
+
+
+@dataclass
 class Answer:
     question: str
     language: str
@@ -44,12 +69,36 @@ class Answer:
     intent: str = "question"
     evidence: dict | None = None
     retrieval_query: str | None = None
+    lead: str = ""
+    bullets: list[Bullet] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         for s in out["sources"]:
             s.pop("metadata", None)
+        out["structured"] = {
+            "lead": out.pop("lead"), "bullets": out.pop("bullets"), "notes": out.pop("notes"), "mode": self.mode,
+            "sources": [{"n": s.n, "id": s.id, "label": source_label(s, self.language)} for s in self.sources],
+        }
         return out
+
+
+def render(lead: str, bullets: list[Bullet], sources: list[Source], language: str) -> str:
+    """Today's text layout, which bot/render.py, retrieval/drafts.py and retrieval/llm.py re-parse."""
+    parts = [lead, "", *(f"- {b.text} [{b.source}]" for b in bullets), "", prompts.text(language, "sources_heading") + ":"]
+    parts += [f"[{s.n}] {source_label(s, language)}" for s in sources]
+    return "\n".join(parts)
+
+
+def content_words(text: str) -> set[str]:
+    """The scorer's view of a bullet: words without citation markers, function words or table labels."""
+    text = re.sub(r"\[\d+\]", " ", strip_label(text))
+    return {w for w in words(text) if w not in ALL_STOPWORDS and len(w) > 2 and not w.isdigit()}
+
+
+def near_duplicate(a: set[str], b: set[str], threshold: float = DUP_THRESHOLD) -> bool:
+    return bool(a and b) and len(a & b) / min(len(a), len(b)) >= threshold
 
 
 def source_label(source: Source, language: str) -> str:
@@ -82,14 +131,39 @@ def candidate_lines(record: dict) -> list[tuple[int, str]]:
     return out
 
 
-def _same_line(a: set[str], b: set[str]) -> bool:
-    """The same activity quoted by two passages ("6.5 Politiche…" and "Obiettivo … 6.5: Politiche…")."""
-    return len(a & b) / (len(a | b) or 1) >= 0.75
+
+def _short(text: str, limit: int = 140) -> str:
+    text = text.strip().rstrip(".;:")
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + "…"
+
+
+def _years_label(years: list[int]) -> str:
+    return f"{years[0]}-{years[-1]}" if len(years) > 2 and years == list(range(years[0], years[-1] + 1)) \
+        else ", ".join(str(y) for y in years)
+
+
+@dataclass
+class _Draft:
+    """A bullet before numbering: its text (unmarked), the hit it cites and its fact marks."""
+    score: float
+    rank: int
+    text: str
+    hit: Hit
+    kind: str = "info"
+    years: list[int] = field(default_factory=list)
+    realised: float | None = None
+    fact: object | None = None
 
 
 class Composer:
-    def __init__(self, scorer: EvidenceScorer) -> None:
+    def __init__(self, scorer: EvidenceScorer, facts: PlanFacts | None = None,
+                 records: dict[str, dict] | None = None) -> None:
         self.scorer = scorer
+        self.facts = facts or PlanFacts()
+        self.records = records or {}
         self._lines: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
 
     def lines_of(self, record: dict) -> list[tuple[int, str, frozenset[str]]]:
@@ -111,6 +185,10 @@ class Composer:
                 stems.add(_stemmer("en").stemWord(w))
         return stems
 
+    def _score(self, text: str, language: str, stems: set[str]) -> float:
+        toks = set(analyze(text, language))
+        return sum(self.scorer.idf([t]) for t in toks & stems) / max(1.0, len(toks)) ** 0.5
+
     def pick_lines(self, question: str, record: dict, stems: set[str]) -> list[tuple[float, str]]:
         wants_number = bool(_QUANTITY.search(question))
         scored = []
@@ -124,50 +202,251 @@ class Composer:
         scored.sort(key=lambda x: -x[0])
         return scored
 
+    # --- one clean bullet per passage ---------------------------------------------------------
+    def _draft(self, question: str, rank: int, hit: Hit, stems: set[str], analysis: Analysis,
+               language: str) -> _Draft | None:
+        rec = hit.record
+        facts = self.facts.of(rec["id"])
+        plan = next((f for f in facts if isinstance(f, PlanObjective)), None)
+        result = next((f for f in facts if isinstance(f, ResultObjective)), None)
+        area = next((f for f in facts if isinstance(f, AreaResult)), None)
+        figures = [f for f in facts if isinstance(f, Figure)]
+        lists = [f for f in facts if isinstance(f, ListFact)]
+        if plan is not None:
+            acts = [a for a in plan.activities if a.passage == rec["id"]]
+            statement = self._score(plan.text, "it", stems) + 0.3
+            if analysis.year:
+                marked = [a for a in acts if analysis.year in a.years]
+                if marked:
+                    text = "; ".join(a.text for a in marked)
+                    return _Draft(statement + 2.0, rank, f"{text} ({plan.text})" if len(marked) == 1 else text,
+                                  hit, "planned", [analysis.year], fact=plan)
+            best = max(acts, key=lambda a: self._score(a.text, "it", stems), default=None)
+            text = plan.text
+            years = plan.period
+            score = statement
+            if best is not None:
+                act_score = self._score(best.text, "it", stems)
+                if act_score > 0 and not near_duplicate(content_words(best.text), content_words(plan.text)):
+                    text = f"{plan.text} – {prompts.text('it', 'activity')}: {best.text}"
+                    score = max(score, act_score)
+                    years = best.years or years
+            return _Draft(score, rank, text, hit, "planned", years, fact=plan)
+        if result is not None:
+            items = sorted(result.operational, key=lambda o: -self._score(o, "it", stems))[:2]
+            text = result.text
+            extra = [o for o in items if not near_duplicate(content_words(o), content_words(text))]
+            if extra:
+                text = f"{text} – {prompts.text('it', 'operational')}: {'; '.join(extra)}"
+            score = max([self._score(result.text, "it", stems) + 0.3] + [self._score(o, "it", stems) for o in items])
+            return _Draft(score, rank, text, hit, "done", [2023], result.realised, fact=result)
+        if area is not None:
+            ranked = self.pick_lines(question, rec, stems)
+            best = strip_label(ranked[0][1]) if ranked else ""
+            if area.realised is None:
+                note = (area.note or prompts.text(language, "not_measured_note")).rstrip(".")
+                text = prompts.text(language, "area_unmeasured", name=area.name, note=note)
+                return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], None, fact=area)
+            line = re.sub(r"\s*\(\d[\d,]*%\)$", "", best)
+            text = prompts.text(language, "area_result", name=area.name, pct=format_percent(area.realised, language))
+            if line and not line.startswith("MEDIA"):
+                text = f"{text} – {re.sub(r'^[0-9.]+ ', '', line)}"
+            return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], area.realised,
+                          fact=area)
+        if figures:
+            text = "; ".join(f"{f.label}: {f.display(language)}" for f in figures)
+            return _Draft(self._score(text, rec.get("language", "it"), stems) + 0.5, rank, text, hit, fact=figures)
+        ranked = self.pick_lines(question, rec, stems)
+        if not ranked:
+            return None
+        score, line = ranked[0]
+        lst = next((f for f in lists if line.rstrip().endswith(":") and f.intro.endswith(line.strip())), None)
+        if lst is None and lists and any(self._score(i, "it", stems) > 0 for f in lists for i in f.items):
+            lst = lists[0]
+            line = lst.intro
+        if lst is not None:  # a list is never cut at its lead-in
+            line = f"{_short(line.split('. ')[-1], 220)}: {'; '.join(lst.items)}"
+            return _Draft(score + 0.5, rank, line, hit, fact=lst)
+        return _Draft(score, rank, strip_label(line), hit)
+
+    def _mark(self, draft: _Draft, language: str) -> str:
+        if draft.kind == "planned":
+            marked = draft.years and draft.years != self._period(draft)
+            head = prompts.text(language, "mark_planned_years", years=_years_label(draft.years)) if marked \
+                else prompts.text(language, "mark_planned")
+        elif draft.kind == "done" and not isinstance(draft.fact, AreaResult):
+            head = prompts.text(language, "mark_done", pct=format_percent(draft.realised, language)) \
+                if draft.realised is not None else prompts.text(language, "mark_done_unmeasured")
+        else:
+            head = ""
+        line_language = draft.hit.record.get("language", "it")
+        body = draft.text
+        if language == "en" and line_language != "en" and not isinstance(draft.fact, (AreaResult, list)):
+            body = f"“{body}” ({prompts.text('en', 'original_wording')})"
+        return f"{head}: {body}" if head else body
+
+    @staticmethod
+    def _period(draft: _Draft) -> list[int]:
+        return draft.fact.period if isinstance(draft.fact, PlanObjective) else []
+
+    # --- the answer ----------------------------------------------------------------------------
     def compose(self, question: str, language: str, hits: list[Hit], expansion_terms: list[str],
-                evidence: Evidence) -> Answer:
-        """Best lines first; sources are numbered in the order the bullets first cite them."""
+                evidence: Evidence, analysis: Analysis | None = None,
+                previous: list[str] | None = None) -> Answer:
+        """One bullet per passage (the distinct objectives of the topic), a lead from the facts."""
+        analysis = analysis or analyse(question)
         stems = self._query_stems([question, *expansion_terms])
-        picked: list[tuple[float, int, str, Hit]] = []
-        for rank, hit in enumerate(hits[:MAX_SOURCES]):
-            ranked = self.pick_lines(question, hit.record, stems)
-            if not ranked:
+        drafts = [d for rank, hit in enumerate(hits[:MAX_SOURCES])
+                  if (d := self._draft(question, rank, hit, stems, analysis, language)) is not None]
+        strongest = max((d.score for d in drafts), default=0.0)
+        drafts = [d for d in drafts if d.rank == 0 or d.score >= 0.35 * strongest]
+        notes: list[str] = []
+        lead, extra = self._lead(question, language, analysis, drafts, notes)
+        drafts = extra + drafts
+        seen = [content_words(p) for p in previous or []]
+        chosen: list[_Draft] = []
+        for d in drafts:
+            key = content_words(d.text)
+            if any(near_duplicate(key, content_words(c.text)) for c in chosen):
                 continue
-            best = ranked[0][0]
-            picked.append((best, rank, ranked[0][1], hit))
-            picked += [(score, rank, line, hit) for score, line in ranked[1:2] if best > 0.3 and score >= 0.7 * best]
-        # Passages that only brush the question (a weak best line) are not cited.
-        strongest = max((p[0] for p in picked), default=0.0)
-        picked = [p for p in picked if p[1] == 0 or p[0] >= 0.4 * strongest]
-        # Retrieval order leads (it is the better judge of relevance); for "how many / how much"
-        # questions a passage whose best line carries a number comes first.
-        wants_number = bool(_QUANTITY.search(question))
-        picked.sort(key=lambda x: (not (wants_number and x[0] > 0 and re.search(r"\d", x[2])), x[1], -x[0]))
+            if seen and any(near_duplicate(key, old, 0.5) for old in seen) and len(drafts) > 1:
+                continue  # a follow-up answers the new focus, not the previous answer again
+            chosen.append(d)
+            if len(chosen) >= MAX_BULLETS:
+                break
+        if not chosen and drafts:
+            chosen = drafts[:1]
         sources: list[Source] = []
         number: dict[str, int] = {}
-        bullets: list[str] = []
-        seen_lines: list[set[str]] = []
-        for _, _, line, hit in picked:
-            key = set(words(line))
-            if len(bullets) >= MAX_BULLETS or any(_same_line(key, seen) for seen in seen_lines):
-                continue
-            rec = hit.record
+        bullets: list[Bullet] = []
+        for d in chosen:
+            rec = d.hit.record
             if rec["id"] not in number:
                 number[rec["id"]] = len(sources) + 1
                 sources.append(Source(number[rec["id"]], rec["id"], rec["document"], rec["title"], rec["section"],
-                                      rec["text"], round(hit.score, 5), rec["metadata"]))
-            seen_lines.append(key)
-            bullets.append(self._bullet(line, rec.get("language", "it"), language, number[rec["id"]]))
-        lead = prompts.text(language, "lead" if len(sources) > 1 else "lead_single")
-        if language == "en" and all(s.metadata.get("language") == "en" for s in sources):
-            lead = prompts.text("en", "lead_single").split(" (")[0] + ":"
-        parts = [lead, "", *bullets, "", prompts.text(language, "sources_heading") + ":"]
-        parts += [f"[{s.n}] {source_label(s, language)}" for s in sources]
-        return Answer(question, language, True, "\n".join(parts), sources,
-                      evidence={"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense})
+                                      rec["text"], round(d.hit.score, 5), rec["metadata"]))
+            text = self._mark(d, language)
+            line_language = language if isinstance(d.fact, (AreaResult, list)) else rec.get("language", "it")
+            bullets.append(Bullet(text, number[rec["id"]], line_language, d.kind, list(d.years), d.realised))
+        if not lead:
+            lead = prompts.text(language, "lead" if len(sources) > 1 else "lead_single")
+            if language == "en" and all(s.metadata.get("language") == "en" for s in sources):
+                lead = prompts.text("en", "lead_single").split(" (")[0] + ":"
+        return Answer(question, language, True, render(lead, bullets, sources, language), sources,
+                      evidence={"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense},
+                      lead=lead, bullets=bullets, notes=notes)
 
-    @staticmethod
-    def _bullet(line: str, line_language: str, answer_language: str, n: int) -> str:
-        if answer_language == "en" and line_language != "en":
-            return f"- “{line}” ({prompts.text('en', 'original_wording')}) [{n}]"
-        return f"- {line} [{n}]"
+    def _lead(self, question: str, language: str, analysis: Analysis, drafts: list[_Draft],
+              notes: list[str]) -> tuple[str, list[_Draft]]:
+        """The first sentence, from facts of the passages about to be cited (plus the area table for ranks)."""
+        t = prompts.text
+        hits_by_id = {d.hit.record["id"]: d.hit for d in drafts}
+        if analysis.has("rank") and self.facts.measured_areas() and self.facts.overall:
+            overall_pid = self.facts.overall[1]
+            anchor = hits_by_id.get(overall_pid) or next((d.hit for d in drafts if any(
+                isinstance(f, AreaResult) for f in self.facts.of(d.hit.record["id"]))), None)
+            if anchor is not None or any(d.hit.record.get("metadata", {}).get("doc_kind") == "performance_report"
+                                         for d in drafts):
+                return self._rank_lead(question, language, drafts, notes)
+        planned = max((d for d in drafts if d.kind == "planned"), key=lambda d: d.score, default=None)
+        done = max((d for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)),
+                   key=lambda d: d.score, default=None)
+        top = drafts[0] if drafts else None
+        if analysis.has("quantity") and top is not None:
+            figures = next((d for d in drafts[:2] if isinstance(d.fact, list) and d.fact
+                            and isinstance(d.fact[0], Figure)), None)
+            if figures is not None:
+                notes.append("figures: formatted from the cited page (the amount's unit is not printed; shown as €)")
+                shown = ", ".join(f"{f.label.lower()} {f.display(language)}" for f in figures.fact)
+                return t(language, "lead_quantity_figures", title=figures.hit.record["title"], figures=shown), []
+            area = next((d for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
+            if area is not None:
+                fact = area.fact
+                if fact.realised is None:
+                    note = fact.note or t(language, "not_measured_note")
+                    return t(language, "lead_quantity_area_none", name=fact.name, note=note), []
+                return t(language, "lead_quantity_area", name=fact.name,
+                         pct=format_percent(fact.realised, language)), []
+        if analysis.has("who") and top is not None:
+            people = [m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
+                      if isinstance(m, Mention) and m.kind == "person"]
+            lst = next((d.fact for d in drafts[:3] if isinstance(d.fact, ListFact)), None)
+            if lst is not None:
+                return t(language, "lead_who_list", items="; ".join(lst.items)), []
+            if people:
+                return t(language, "lead_who_people", people=", ".join(dict.fromkeys(people))), []
+        if analysis.has("when") and top is not None:
+            mentions = [m for d in drafts[:3] for m in self.facts.of(d.hit.record["id"]) if isinstance(m, Mention)]
+            date = next((m.text for m in mentions if m.kind == "date"), None)
+            count = next((m.text for m in mentions if m.kind == "count" and "comuni" not in m.text), None)
+            if date:
+                return t(language, "lead_when", date=date,
+                         count=t(language, "lead_count", count=count) if count else ""), []
+        if analysis.year and analysis.year >= 2025 and planned is not None:
+            marked = [d for d in drafts if d.kind == "planned" and analysis.year in d.years
+                      and d.years != self._period(d)]
+            if marked:
+                items = ", ".join(f"«{_short(d.text, 90)}»" if language == "it" else f"“{_short(d.text, 90)}”"
+                                  for d in marked)
+                return t(language, "lead_planned_year", year=analysis.year, items=items), []
+            return t(language, "lead_planned_year_none", planned=_short(planned.text)), []
+        if (analysis.has("status") or analysis.has("yesno")) and (planned or done):
+            if planned and done:
+                return t(language, "lead_partly", done=_short(done.text), planned=_short(planned.text),
+                         pct=format_percent(done.realised, language) if done.realised is not None else "–"), []
+            if done and done.realised is not None:
+                return t(language, "lead_done", done=_short(done.text),
+                         pct=format_percent(done.realised, language)), []
+            if planned:
+                return t(language, "lead_planned", planned=_short(planned.text)), []
+        n_plan = len({id(d.fact) for d in drafts if d.kind == "planned"})
+        n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
+        if n_plan or n_done:
+            notes.append("count: objectives among the cited passages")
+            if n_plan and n_done:
+                return t(language, "lead_overview", planned=n_plan, done=n_done), []
+            if n_plan:
+                return t(language, "lead_overview_plan", planned=n_plan), []
+            return t(language, "lead_overview_done", done=n_done), []
+        return "", []
+
+    def _rank_lead(self, question: str, language: str, drafts: list[_Draft],
+                   notes: list[str]) -> tuple[str, list[_Draft]]:
+        """Rank the areas by their 2023 average; the bullets then show the areas that explain it."""
+        areas = self.facts.measured_areas()
+        overall, overall_pid = self.facts.overall
+        table = self._hit_for(overall_pid, drafts)
+        notes.append("rank: computed from the 2023 area averages of the cited report")
+        extra: list[_Draft] = []
+        if rank_direction(question) == "low":
+            low = min(areas, key=lambda a: a.realised)
+            lead = prompts.text(language, "lead_rank_low", name=low.name, pct=format_percent(low.realised, language),
+                                overall=format_percent(overall, language))
+            hit = self._hit_for(low.passage, drafts) or table
+            for obj in sorted((o for o in self.facts.results.values() if o.area == low.number),
+                              key=lambda o: (o.realised or 0)):
+                extra.append(_Draft(9.0, -1, obj.text, hit, "done", [2023], obj.realised, fact=obj))
+            return lead, extra[:3]
+        full = [a for a in areas if a.realised >= 100]
+        rest = [a for a in self.facts.areas if a not in full]
+        lead = prompts.text(language, "lead_rank_high", count=len(full), total=len(self.facts.areas),
+                            names=", ".join(a.name for a in full))
+        if rest:
+            shown = [f"{a.name} ({format_percent(a.realised, language)})" if a.realised is not None
+                     else f"{a.name} (–)" for a in rest]
+            lead += " " + prompts.text(language, "lead_rank_high_rest", rest="; ".join(shown))
+        return lead, [_Draft(9.0, -1, prompts.text(language, "area_result", name=a.name,
+                                                   pct=format_percent(a.realised, language)) if a.realised is not None
+                             else prompts.text(language, "area_unmeasured", name=a.name,
+                                               note=(a.note or prompts.text(language, "not_measured_note")).rstrip(".")),
+                             table, "done", [2023], a.realised, fact=a) for a in rest][:2]
+
+    def _hit_for(self, passage_id: str, drafts: list[_Draft]) -> Hit:
+        """The cited hit for a passage, or a synthetic one (score 0) when the table wasn't retrieved."""
+        for d in drafts:
+            if d.hit.record["id"] == passage_id:
+                return d.hit
+        record = self.records.get(passage_id)
+        if record is None:
+            return drafts[0].hit
+        return Hit(passage_id, record, 0.0, 0.0, 0.0, None, None)

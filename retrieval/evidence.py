@@ -26,7 +26,7 @@ GENERIC = set(
     nel nella nei sul sulla al alla del della dei delle the
     improve improving happen happened happening move moving install installing collect collected reach reached
     make making get getting give provide providing offer offering support supporting manage managing help helping
-    according page pages document documents""".split()
+    according page pages document documents novita news nuovo nuova nuovi nuove new ogni every""".split()
 )
 
 

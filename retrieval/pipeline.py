@@ -12,9 +12,11 @@ import prompts
 from retrieval.answer import Answer, Composer
 from retrieval.embeddings import get_embeddings
 from retrieval.evidence import EvidenceScorer
+from retrieval.facts import build_facts
 from retrieval.glossary import expand
 from retrieval.index import IndexStore, LoadedIndex
 from retrieval.language import detect_language
+from retrieval.question import analyse, proper_names, required_focus
 from retrieval.retriever import Filters, Hit, HybridRetriever
 from retrieval.text import strip_control
 from sibyl.settings import Settings
@@ -67,9 +69,10 @@ class Pipeline:
     def _load(self, index: LoadedIndex) -> None:
         scorer = EvidenceScorer(index.records)
         retriever = HybridRetriever(index, self.embeddings, self.settings)
+        facts = build_facts(index.records)  # tens of milliseconds: rebuilt with each generation, no file
         with self._lock:
-            self.index, self.scorer, self.retriever = index, scorer, retriever
-            self.composer = Composer(scorer)
+            self.index, self.scorer, self.retriever, self.facts = index, scorer, retriever, facts
+            self.composer = Composer(scorer, facts, index.records)
 
     def reload(self) -> None:
         """Pick up a generation another process (or an upload) switched to."""
@@ -126,9 +129,11 @@ class Pipeline:
         return "question"
 
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
-            retrieval_query: str | None = None, fallback_language: str | None = None) -> Answer:
-        """Answer one question. `retrieval_query` lets a channel search with conversation context."""
-        answer = self.extractive(question, language, filters, retrieval_query, fallback_language)
+            retrieval_query: str | None = None, fallback_language: str | None = None,
+            previous_bullets: list[str] | None = None) -> Answer:
+        """Answer one question. `retrieval_query` lets a channel search with conversation context;
+        `previous_bullets` (a follow-up) are not repeated."""
+        answer = self.extractive(question, language, filters, retrieval_query, fallback_language, previous_bullets)
         if self.llm is not None and answer.answered:  # an abstention stays an abstention
             answer = self.llm.answer(answer)
         return answer
@@ -149,7 +154,8 @@ class Pipeline:
         return self.llm.condense(question, history, language) if self.llm is not None else None
 
     def extractive(self, question: str, language: str | None = None, filters: Filters | None = None,
-                   retrieval_query: str | None = None, fallback_language: str | None = None) -> Answer:
+                   retrieval_query: str | None = None, fallback_language: str | None = None,
+                   previous_bullets: list[str] | None = None) -> Answer:
         question = self.clean_question(question)
         self.follow_index()
         lang = self.language_of(question, language, fallback_language)
@@ -160,13 +166,25 @@ class Pipeline:
         expansion = expand(query)
         hits = self.retriever.search(query, k=self.settings.top_k, filters=filters, expansion=expansion)
         top_dense = max((h.dense for h in hits), default=0.0)
-        evidence = self.scorer.score(query, [h.id for h in hits], top_dense, expansion)
-        if not hits or evidence.score < self.settings.abstain_threshold:
+        # The question's focus must be in the evidence: a desk-service request or a name the
+        # documents never use is declined even when generic words match well.
+        glossary_words = {w.casefold() for term in expansion.matched for w in term.split()}
+        required = required_focus(question, lang) + [
+            name for name in proper_names(question)
+            if not self.scorer.known(name.lower()) and name.casefold() not in glossary_words]
+        evidence = self.scorer.score(query, [h.id for h in hits], top_dense, expansion, required)
+        if not hits or evidence.uncovered or evidence.score < self.settings.abstain_threshold:
             answer = self._canned(question, lang, "abstain")
-            answer.evidence = {"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense}
+            if hits and evidence.uncovered:
+                answer.answer = prompts.text(lang, "abstain_focus", focus=evidence.uncovered[0],
+                                             urp=prompts.text(lang, "urp_contact"))
+                answer.lead = answer.answer
+            answer.evidence = {"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense,
+                               "uncovered": evidence.uncovered}
             answer.retrieval_query = query if query != question else None
             return answer
-        answer = self.composer.compose(question, lang, hits, list(expansion.terms), evidence)
+        answer = self.composer.compose(question, lang, hits, list(expansion.terms), evidence, analyse(question),
+                                       previous_bullets)
         answer.retrieval_query = query if query != question else None
         return answer
 
@@ -176,7 +194,7 @@ class Pipeline:
         key = {"greeting": "greeting", "help": "help", "chitchat": "out_of_scope", "injection": "injection",
                "abstain": "abstain"}[kind]
         body = prompts.text(lang, key, urp=urp, example=example) if "{" in prompts.messages(lang)[key] else prompts.text(lang, key)
-        return Answer(question, lang, False, body, [], intent=kind)
+        return Answer(question, lang, False, body, [], intent=kind, lead=body)
 
 
 def _llm_answerer(settings: Settings):

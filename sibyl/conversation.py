@@ -18,17 +18,21 @@ class ConversationService:
               language: str | None = None, external_key: str | None = None) -> dict:
         """Answer a message in its conversation and persist both. Raises BadQuestion / UnknownSession."""
         question = self.pipeline.clean_question(message)
-        session = self.store.open_session(session_id, channel=channel, external_key=external_key, persist_new=False)
-        new = getattr(session, "is_new", False)
-        previous = [] if new else [m.retrieval_query or m.text for m in
-                                   self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
-                                   if m.intent in (None, "question")]
+        opened = self.store.open_session(session_id, channel=channel, external_key=external_key, persist_new=False)
+        session, new = opened.session, opened.new
+        recent = [] if new else [m for m in self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
+                                 if m.intent in (None, "question")]
+        previous = [m.retrieval_query or m.text for m in recent]
         resolved = resolve(question, previous)
         if resolved.followup and self.pipeline.llm is not None:  # LLM mode: the model rewrites the follow-up
             lang = self.pipeline.language_of(question, language or None, session.language)
             resolved.query = self.pipeline.condense(question, [("user", q) for q in previous], lang) or resolved.query
+        # A follow-up answers its new focus: the previous answer's bullets are not repeated.
+        shown = [line[2:] for line in recent[-1].text.split("\n") if line.startswith("- ")] \
+            if resolved.followup and recent else None
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
-                                   retrieval_query=resolved.query, fallback_language=session.language)
+                                   retrieval_query=resolved.query, fallback_language=session.language,
+                                   previous_bullets=shown)
         payload = answer.to_dict()
         _, bot_message = self.store.add_exchange(session.id, channel, question, payload,
                                                  new_session=session if new else None)

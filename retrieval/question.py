@@ -1,0 +1,106 @@
+"""What a question asks for: overview, planned (and when), status, rank, quantity, who/when/where, yes/no.
+
+Small explicit rules over word lists kept as data (retrieval/question.toml, Italian and English);
+no model call, a few regex searches per question. The composer uses the result to pick the lead
+sentence and the facts it is built from.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from retrieval.text import fold
+
+QUESTION_WORDS = Path(__file__).with_name("question.toml")
+KINDS = ("rank", "quantity", "who", "when", "where", "status", "planned", "yesno", "overview")
+# When several kinds match, the most specific one leads the answer.
+PRIORITY = ("rank", "quantity", "who", "when", "where", "status", "planned", "yesno", "overview")
+_YEAR = re.compile(r"\b(20[12]\d)\b")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    kind: str
+    kinds: tuple[str, ...] = field(default_factory=tuple)
+    year: int | None = None
+
+    def has(self, kind: str) -> bool:
+        return kind in self.kinds
+
+
+@lru_cache(maxsize=2)
+def _patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    out = {}
+    for kind in KINDS:
+        terms = [fold(t) for lang in ("it", "en") for t in data.get(kind, {}).get(lang, [])]
+        terms.sort(key=len, reverse=True)
+        body = "|".join(re.escape(t) for t in terms)
+        if kind == "yesno":  # an opening word, after an optional conjunction
+            out[kind] = re.compile(r"^(?:(?:ma|e|so|and|but)\s+)?(?:" + body + r")(?!\w)")
+        else:
+            out[kind] = re.compile(r"(?<!\w)(?:" + body + r")(?!\w)")
+    return out
+
+
+def analyse(question: str) -> Analysis:
+    """Kinds the question matches, the leading one first; 'overview' when nothing else does."""
+    text = fold(question).strip()
+    patterns = _patterns()
+    kinds = [k for k in PRIORITY if patterns[k].search(text)]
+    year = _YEAR.search(text)
+    year_value = int(year.group(1)) if year else None
+    if year_value and year_value >= 2025 and "planned" not in kinds:
+        kinds.append("planned")
+    if "yesno" in kinds and any(k in kinds for k in ("who", "when", "where")):
+        kinds.remove("yesno")
+    kinds = sorted(set(kinds), key=PRIORITY.index)
+    lead = kinds[0] if kinds else "overview"
+    return Analysis(lead, tuple(kinds) or ("overview",), year_value)
+
+
+@lru_cache(maxsize=2)
+def _service_patterns(path: Path = QUESTION_WORDS) -> tuple[dict[str, re.Pattern], re.Pattern]:
+    with path.open("rb") as fh:
+        data = tomllib.load(fh).get("service", {})
+    by_lang = {}
+    for lang in ("it", "en"):
+        terms = sorted((fold(t) for t in data.get(lang, [])), key=len, reverse=True)
+        by_lang[lang] = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)")
+    places = "|".join(re.escape(fold(t)) for t in data.get("place", []))
+    return by_lang, re.compile(r"(?<!\w)(?:" + places + r")\s+([\w']+)")
+
+
+def required_focus(question: str, language: str) -> list[str]:
+    """Phrases the documents must name for the question to be answerable: a desk-service request
+    (opening hours, a fine, a certificate, a collection day, the weather) or a street/place name."""
+    text = fold(question)
+    by_lang, place = _service_patterns()
+    found = [m.group(0) for m in by_lang.get(language, by_lang["it"]).finditer(text)]
+    found += [m.group(1).strip() for m in place.finditer(text)]
+    return found
+
+
+def rank_direction(question: str) -> str:
+    """'low', 'high' (best, or which reached 100%) for a ranking question; 'high' when unsaid."""
+    with QUESTION_WORDS.open("rb") as fh:
+        data = tomllib.load(fh)
+    text = fold(question)
+    for name in ("rank_low", "rank_high"):
+        terms = [fold(t) for lang in ("it", "en") for t in data.get(name, {}).get(lang, [])]
+        if re.search(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", text):
+            return name.removeprefix("rank_")
+    return "high"
+
+
+_PROPER = re.compile(r"(?<=[\w,;:] )([A-ZÀ-Ý][a-zà-ÿ]{3,})\b")
+
+
+def proper_names(question: str) -> list[str]:
+    """Capitalised words inside the sentence (a city, a person, a street): candidates for required focus."""
+    return _PROPER.findall(question)
