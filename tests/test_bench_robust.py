@@ -165,8 +165,9 @@ def test_the_command_runs_end_to_end_and_prints_its_summary(tmp_path):
     assert fuzz["sent"] == 200
     assert sum(sum(c.values()) for c in fuzz["by_endpoint"].values()) == 200
     assert "POST /api/chat" in fuzz["by_endpoint"] and "POST /telegram/webhook (bot)" in fuzz["by_endpoint"]
-    assert fuzz["bot"]["updates_posted"] == fuzz["by_endpoint"]["POST /telegram/webhook (bot)"] and fuzz["bot"][
-        "updates_posted"] > 0
+    posted = fuzz["bot"]["updates_posted"]
+    assert posted > 0 and posted == sum(fuzz["by_endpoint"]["POST /telegram/webhook (bot)"].values())
+    assert fuzz["bot"]["accepted"] == fuzz["by_endpoint"]["POST /telegram/webhook (bot)"].get("2xx", 0)
     assert soak["requests"] > 0 and soak["rss_start_mb"] > 0 and soak["rss_growth_pct"] is not None
     assert report["passed"] == (done.returncode == 0) == (not any(report["failures"].values()))
     summary = _format(report)
