@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 
 REDACTED = "<bot-token>"
 _secrets: set[str] = set()
-_base_factory = None
+_base_factory: Callable[..., logging.LogRecord] | None = None
 
 
 def redact(text: str) -> str:
@@ -24,6 +25,7 @@ def redact(text: str) -> str:
 
 
 def _factory(*args, **kwargs) -> logging.LogRecord:
+    assert _base_factory is not None  # installed by protect() before this factory
     record = _base_factory(*args, **kwargs)
     if not _secrets:
         return record

@@ -1,4 +1,5 @@
-"""Telegram HTML for answers and sources, and a splitter that respects the 4,096-character limit.
+"""An answer as Telegram shows it: HTML for the answer and its sources, its inline keyboard, and a
+splitter that respects the 4,096-character limit.
 
 Every piece of text that comes from the corpus, the user or the prompts is escaped with
 `html.escape`; the only markup is the handful of tags added here.
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
-from bot import texts
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot import callbacks, texts
+from bot.callbacks import AskSuggestion, ShowSources, Vote
 
 MAX_MESSAGE = 4096
 _CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -23,19 +28,64 @@ def utf16_len(text: str) -> int:
 
 
 def answer_html(payload: dict, asked: str | None = None) -> str:
-    """The conversation service's answer as Telegram HTML: escaped text, bold citation markers and headings."""
+    """The conversation service's answer as Telegram HTML: escaped text, bold citation markers and headings.
+
+    An extractive answer is drawn from its structured form (lead, bullets, sources); a model's answer
+    (LLM mode) exists only as text, which is escaped line by line."""
     lang = payload.get("language") or "it"
-    heading = texts.prompt_heading(lang)
     lines = []
     if asked:
         lines += [f"<i>{html.escape(texts.text(lang, 'asked', question=asked))}</i>", ""]
-    for line in str(payload.get("answer", "")).split("\n"):
+    structured = payload.get("structured")
+    if isinstance(structured, dict) and structured.get("mode") == "extractive" and structured.get("lead"):
+        lines += _structured_lines(structured, bool(payload.get("answered")), lang)
+    else:
+        lines += _text_lines(str(payload.get("answer", "")), lang)
+    return "\n".join(lines).strip()
+
+
+def _structured_lines(structured: dict[str, Any], answered: bool, lang: str) -> list[str]:
+    """Lead; '- bullet [n]' lines; the heading and '[n] title › section' lines (an abstention: the lead only)."""
+    lines = [html.escape(str(structured["lead"]))]
+    if not answered:
+        return lines
+    lines.append("")
+    lines += [f"- {html.escape(str(b['text']))} <b>[{int(b['source'])}]</b>" for b in structured.get("bullets") or []]
+    lines += ["", f"<b>{html.escape(texts.prompt_heading(lang))}</b>"]
+    lines += [f"<b>[{int(s['n'])}]</b> {html.escape(str(s['label']))}" for s in structured.get("sources") or []]
+    return lines
+
+
+def _text_lines(answer: str, lang: str) -> list[str]:
+    """A model's free text: escaped, its [n] markers and the sources heading in bold."""
+    heading = texts.prompt_heading(lang)
+    lines = []
+    for line in answer.split("\n"):
         escaped = html.escape(line)
         if heading and line.strip() == heading:
             lines.append(f"<b>{escaped}</b>")
         else:
             lines.append(_CITATION.sub(r"<b>[\1]</b>", escaped))
-    return "\n".join(lines).strip()
+    return lines
+
+
+def answer_keyboard(payload: dict, feedback: bool = True) -> InlineKeyboardMarkup:
+    """📄 Sources, 👍, 👎 and one row per suggested question. Callback data (bot/callbacks.py) carries only
+    the stored message id (and a vote or a suggestion's index): the rest is read back from the store or
+    the keyboard. ValueError if the data would not fit Telegram's 64 bytes."""
+    mid = payload["message_id"]
+    lang = payload.get("language") or "it"
+    first = []
+    if payload.get("sources"):
+        first.append(InlineKeyboardButton(texts.text(lang, "sources_button"),
+                                          callback_data=callbacks.encode(ShowSources(mid))))
+    if feedback:
+        first += [InlineKeyboardButton("👍", callback_data=callbacks.encode(Vote(mid, 1))),
+                  InlineKeyboardButton("👎", callback_data=callbacks.encode(Vote(mid, -1)))]
+    rows = [first] if first else []
+    rows += [[InlineKeyboardButton(s, callback_data=callbacks.encode(AskSuggestion(mid, i)))]
+             for i, s in enumerate(payload.get("suggestions") or [])]
+    return InlineKeyboardMarkup(rows)
 
 
 def _passage(source: dict) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import prompts
 
 LANGUAGES = prompts.LANGUAGES
@@ -14,11 +13,7 @@ def pick_language(code: str | None) -> str:
     return base if base in LANGUAGES else "it"
 
 
-def _messages(language: str) -> dict:
-    return prompts.catalog("telegram", language)
-
-
-def text(language: str, key: str, /, **values) -> str:
+def text(language: str, key: str, /, **values: object) -> str:
     return prompts.render("telegram", language, key, **values)
 
 

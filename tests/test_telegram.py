@@ -295,7 +295,7 @@ def test_a_6000_character_answer_is_split_into_two_valid_messages(bot, peer, pip
     import asyncio as _asyncio
 
     from bot import render
-    from bot.app import send_text
+    from bot.handlers.common import send_text
 
     lines, n = ["Ecco cosa riportano i documenti del Comune di Lecce:", ""], 0
     for record in sorted(pipeline.index.records.values(), key=lambda r: -len(r["text"])):

@@ -6,9 +6,12 @@ import html
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot import render
-from bot.app import addressed_text, answer_keyboard, api_urls
+from bot.app import api_urls
+from bot.handlers.messages import addressed_text
 from tests.telegram_peer import TelegramHTMLError, parse_telegram_html
 
 
@@ -105,12 +108,12 @@ def test_sources_html_shows_document_section_passage():
 def test_keyboard_callback_data_fits_64_bytes():
     payload = {"message_id": "f" * 32, "language": "en", "sources": [{"n": 1}],
                "suggestions": ["What does the DUP 2025-2027 plan for the area «" + "x" * 200 + "»?"] * 3}
-    rows = answer_keyboard(payload).inline_keyboard
+    rows = render.answer_keyboard(payload).inline_keyboard
     assert [b.text for b in rows[0]] == ["📄 Sources", "👍", "👎"]
     assert len(rows) == 4
     assert all(len(b.callback_data.encode()) <= 64 for row in rows for b in row)
     with pytest.raises(ValueError):
-        answer_keyboard({**payload, "message_id": "x" * 70})
+        render.answer_keyboard({**payload, "message_id": "x" * 70})
 
 
 def test_api_urls():
@@ -143,3 +146,25 @@ def test_group_addressing():
     assert addressed_text(msg("e per il 2026?", reply_from=bot), 77, "SibylBot") == "e per il 2026?"
     human = {"id": 10, "is_bot": False, "first_name": "B"}
     assert addressed_text(msg("e per il 2026?", reply_from=human), 77, "SibylBot") is None
+
+
+_line = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=60).filter(str.strip)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lead=_line, bullets=st.lists(st.tuples(_line, st.sampled_from(["it", "en"])), min_size=1, max_size=4),
+       language=st.sampled_from(["it", "en"]), titles=st.lists(_line, min_size=1, max_size=3))
+def test_structured_answer_renders_what_the_answer_text_shows(lead, bullets, language, titles):
+    """The HTML drawn from the structured answer shows exactly the answer text (the API's `answer`),
+    escaped: Telegram and the web show the same words."""
+    from retrieval.answer import Answer, Bullet, Source
+    from retrieval.answer import render as answer_text
+
+    sources = [Source(n, f"d:{n}", "dup", title, "Area 1", "passage", 1.0) for n, title in enumerate(titles, 1)]
+    cited = [Bullet(text, 1 + i % len(sources), lang) for i, (text, lang) in enumerate(bullets)]
+    payload = Answer("q", language, True, answer_text(lead, cited, sources, language), sources,
+                     lead=lead, bullets=cited).to_dict()
+    out = render.answer_html(payload)
+    assert parse_telegram_html(out) == parse_telegram_html(render.answer_html({**payload, "structured": None}))
+    assert parse_telegram_html(out).strip() == payload["answer"].strip()
+    assert out.count("<b>[") == len(cited) + len(sources)

@@ -1,0 +1,87 @@
+"""The inline buttons' callback data: one codec for every button the bot sends.
+
+Telegram gives back whatever string a button carried (at most 64 bytes), and anyone can send any
+string, so the data is only a pointer: the stored answer's id plus, for a vote, the rating and, for a
+suggested question, its position. The answer itself is read back from the store (and checked to belong
+to the chat) by bot/handlers/callbacks.py.
+
+Wire format (unchanged since the first release, so keyboards already in chats keep working):
+``src:<message id>``, ``fb:+1:<message id>`` / ``fb:-1:<message id>``, ``sq:<index>:<message id>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+MAX_BYTES = 64  # Bot API limit for callback_data
+MESSAGE_ID = re.compile(r"[0-9A-Za-z_-]{1,58}")  # the store's ids are uuid4 hex; never ':' (the separator)
+MAX_SUGGESTIONS = 100
+_PATTERN = re.compile(r"src:(?P<src>[^:]+)"
+                      r"|fb:(?P<rating>[+-]1):(?P<fb>[^:]+)"
+                      r"|sq:(?P<index>0|[1-9][0-9]?):(?P<sq>[^:]+)")
+
+
+@dataclass(frozen=True)
+class ShowSources:
+    """📄 Sources: send the numbered sources of an answer."""
+
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Vote:
+    """👍 / 👎 on an answer."""
+
+    message_id: str
+    rating: Literal[1, -1]
+
+
+@dataclass(frozen=True)
+class AskSuggestion:
+    """A suggested question: the button's own text is the question (read from the keyboard)."""
+
+    message_id: str
+    index: int
+
+
+ButtonData = ShowSources | Vote | AskSuggestion
+
+
+def encode(data: ButtonData) -> str:
+    """The callback_data string for a button; ValueError if it cannot be decoded back or is over 64 bytes."""
+    if not MESSAGE_ID.fullmatch(data.message_id):
+        raise ValueError(f"not a storable message id for a button: {data.message_id!r}")
+    if isinstance(data, ShowSources):
+        raw = f"src:{data.message_id}"
+    elif isinstance(data, Vote):
+        if data.rating not in (1, -1):
+            raise ValueError(f"a vote is +1 or -1, not {data.rating!r}")
+        raw = f"fb:{data.rating:+d}:{data.message_id}"
+    else:
+        if not 0 <= data.index < MAX_SUGGESTIONS:
+            raise ValueError(f"suggestion index out of range: {data.index!r}")
+        raw = f"sq:{data.index}:{data.message_id}"
+    if len(raw.encode()) > MAX_BYTES:
+        raise ValueError(f"callback data over {MAX_BYTES} bytes: {raw!r}")
+    return raw
+
+
+def decode(raw: object) -> ButtonData | None:
+    """The button a callback_data string stands for, or None for anything malformed, foreign or forged
+    (any string, None or a non-string; never raises)."""
+    if not isinstance(raw, str) or len(raw) > MAX_BYTES:
+        return None
+    match = _PATTERN.fullmatch(raw)
+    if match is None:
+        return None
+    groups = match.groupdict()
+    message_id = groups["src"] or groups["fb"] or groups["sq"]
+    if not MESSAGE_ID.fullmatch(message_id):
+        return None
+    if groups["src"]:
+        return ShowSources(message_id)
+    if groups["fb"]:
+        return Vote(message_id, 1 if groups["rating"] == "+1" else -1)
+    return AskSuggestion(message_id, int(groups["index"]))

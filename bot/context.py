@@ -1,0 +1,78 @@
+"""What every handler gets: a typed CallbackContext whose bot_data is the bot's services.
+
+As in python-telegram-bot's contexttypes example, the Application is built with `ContextTypes`, so a
+handler reads `context.bot_data.conversation` (typed) instead of a dict key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from limits import parse, parse_many, storage, strategies
+from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
+
+from bot.prefs import ChatPreferences
+from sibyl.conversation import ConversationService
+from sibyl.settings import Settings
+from sibyl.store import Store
+
+CHANNEL = "telegram"
+
+
+def chat_key(chat_id: int) -> str:
+    """The conversation store's external key for a chat (sessions and preferences alike)."""
+    return f"{CHANNEL}:{chat_id}"
+
+
+class ChatLimiter:
+    """Per-chat question budget (`limits` moving windows) and at most one 'slow down' notice a minute."""
+
+    def __init__(self, spec: str) -> None:
+        self.items = parse_many(spec) if spec else []
+        self.limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self.notice = parse("1/minute")
+
+    def allow(self, chat_id: int) -> bool:
+        return all(self.limiter.hit(item, "telegram", str(chat_id)) for item in self.items)
+
+    def should_warn(self, chat_id: int) -> bool:
+        return self.limiter.hit(self.notice, "telegram-notice", str(chat_id))
+
+
+@dataclass
+class BotServices:
+    """The Application's bot_data: the shared conversation service and the bot's own per-chat state."""
+
+    conversation: ConversationService
+    settings: Settings
+    prefs: ChatPreferences
+    limiter: ChatLimiter
+    # One answer at a time per chat, in arrival order (follow-ups and /lingua depend on it).
+    locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    @classmethod
+    def create(cls, settings: Settings, conversation: ConversationService) -> BotServices:
+        """From an already-built conversation service (the composition root's), plus the bot's own parts."""
+        return cls(conversation, settings, ChatPreferences(conversation.store),
+                   ChatLimiter(settings.telegram_rate_limit))
+
+    @property
+    def store(self) -> Store:
+        return self.conversation.store
+
+
+class BotContext(CallbackContext[ExtBot[Any], dict[Any, Any], dict[Any, Any], BotServices]):
+    """The `context` argument of every handler (bot_data typed as BotServices)."""
+
+
+BotApplication = Application[ExtBot[Any], BotContext, dict[Any, Any], dict[Any, Any], BotServices, Any]
+
+
+def context_types(services: BotServices) -> ContextTypes[BotContext, dict[Any, Any], dict[Any, Any], BotServices]:
+    """ContextTypes whose bot_data is `services` itself. python-telegram-bot makes bot_data by calling the
+    bot_data type without arguments, so a factory returning the already-built services stands in for it."""
+    factory = cast("type[BotServices]", lambda: services)
+    return ContextTypes(context=BotContext, bot_data=factory)

@@ -1,0 +1,49 @@
+"""What the handlers share: the chat's interface language and sending (split) HTML."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
+from telegram.constants import ChatType, ParseMode
+
+from bot import render, texts
+from bot.context import BotContext, chat_key
+
+
+async def ui_language(update: Update, context: BotContext) -> str:
+    """The chat's fixed language if any, else the user's Telegram language (it/en), else Italian."""
+    chat = update.effective_chat
+    if chat is not None:
+        fixed = await asyncio.to_thread(context.bot_data.prefs.language, chat_key(chat.id))
+        if fixed:
+            return fixed
+    user = update.effective_user
+    return texts.pick_language(user.language_code if user else None)
+
+
+async def send_text(context: BotContext | Bot, chat_id: int, body_html: str, *, reply_to: int | None = None,
+                    reply_markup: InlineKeyboardMarkup | None = None) -> list[Message]:
+    """Send HTML, split under Telegram's limit; the keyboard goes with the last part."""
+    bot = context if isinstance(context, Bot) else context.bot
+    parts = render.split_html(body_html)
+    sent = []
+    for i, part in enumerate(parts):
+        sent.append(await bot.send_message(
+            chat_id, part, parse_mode=ParseMode.HTML,
+            reply_markup=reply_markup if i == len(parts) - 1 else None,
+            reply_parameters=(ReplyParameters(reply_to, allow_sending_without_reply=True)
+                              if reply_to and i == 0 else None),
+            link_preview_options=LinkPreviewOptions(is_disabled=True)))
+    return sent
+
+
+async def send_plain(update: Update, context: BotContext, plain: str) -> None:
+    """A prompt text (escaped) as a reply; in groups it quotes the message it answers."""
+    message = update.effective_message
+    chat = update.effective_chat
+    if chat is None:
+        return
+    quote = message.message_id if message is not None and chat.type != ChatType.PRIVATE else None
+    await send_text(context, chat.id, html.escape(plain), reply_to=quote)
