@@ -6,29 +6,14 @@ in its own small table, keyed like the sessions (`telegram:<chat_id>`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from sqlalchemy.orm import sessionmaker
 
-from sqlalchemy import DateTime, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
-
-from sibyl.store import Store, UnknownSession, utcnow
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class ChatPreference(_Base):
-    __tablename__ = "telegram_chats"
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    language: Mapped[str | None] = mapped_column(String(2), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+from sibyl.store import ChatPreference, Store, UnknownSession
 
 
 class ChatPreferences:
     def __init__(self, store: Store) -> None:
-        self.store = store
-        _Base.metadata.create_all(store.engine)
+        self.store = store  # its engine is migrated: telegram_chats is one of the store's tables
         self.Session = sessionmaker(store.engine, expire_on_commit=False)
 
     def language(self, key: str) -> str | None:
@@ -44,7 +29,7 @@ class ChatPreferences:
             db.add(row)
             db.commit()
         try:
-            session = self.store.open_session(channel="telegram", external_key=key)
+            opened = self.store.open_session(channel="telegram", external_key=key)
         except UnknownSession:  # pragma: no cover - open_session by key always returns a session
             return
-        self.store.set_language(session.id, language)
+        self.store.set_language(opened.session.id, language)

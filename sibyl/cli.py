@@ -250,9 +250,11 @@ def cmd_serve(args) -> int:
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level, **server)
     else:  # each worker process rebuilds the settings from the environment
-        from sibyl.store import Store
+        from sibyl.db import make_engine, upgrade
 
-        Store.from_settings(settings).engine.dispose()  # create the tables once, not racing in N workers
+        engine = make_engine(settings.effective_database_url)
+        upgrade(engine)  # migrate once here, not racing in N workers (they find the schema at head)
+        engine.dispose()
         os.environ["SIBYL_DATA_DIR"] = str(settings.data_dir)
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
         uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=workers,
@@ -310,9 +312,29 @@ def cmd_translate(args) -> int:
     return 0
 
 
+def cmd_db(args) -> int:
+    """Schema migrations (Alembic): `upgrade` brings the database to head (also done on every start);
+    `current` shows where it is without changing it."""
+    from sibyl.db import current, head, make_engine, upgrade
+
+    settings = _settings(args)
+    engine = make_engine(settings.effective_database_url)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        if args.action == "upgrade":
+            print(f"database {where}: revision {upgrade(engine)} (head)")
+            return 0
+        revision, newest = current(engine), head()
+        state = "head" if revision == newest else f"behind head {newest}: run `sibyl db upgrade`"
+        print(f"database {where}: revision {revision or 'none'} ({state})")
+        return 0
+    finally:
+        engine.dispose()
+
+
 def cmd_operator(args) -> int:
     """URP console accounts: the password is prompted (never an argument, so it stays out of shell history)."""
-    from sibyl.operators import OperatorError, Operators
+    from sibyl.backoffice.accounts import OperatorError, Operators
 
     operators = Operators.from_settings(_settings(args))
     if args.action == "list":
@@ -427,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--document", help="only this document id")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="draft at most N lines")
     p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("db", help="database schema migrations (Alembic): upgrade to head, or show the current revision")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("operator", help="URP operator console accounts (password prompted or read from stdin)")
     p.add_argument("action", choices=["add", "passwd", "list"], help="add an account, change a password, list")

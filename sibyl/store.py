@@ -1,29 +1,18 @@
 """Conversation store (SQLAlchemy): sessions, messages and feedback shared by every channel.
 
 SQLite in the data directory by default; SIBYL_DATABASE_URL can point to PostgreSQL so several
-API replicas share one store.
+API replicas share one store. The schema is Alembic's (sibyl/db.py, sibyl/migrations/), upgraded on start.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event,
-                        select)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class Base(DeclarativeBase):
-    pass
+from sibyl.db import Base, make_engine, new_id, upgrade, utcnow
 
 
 class ChatSession(Base):
@@ -68,6 +57,23 @@ class Feedback(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class ChatPreference(Base):
+    """A Telegram chat's answer language fixed with /lingua: unlike its sessions, it never expires."""
+
+    __tablename__ = "telegram_chats"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    language: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    """What open_session found or made; `new` means not stored yet (add_exchange stores it)."""
+
+    session: ChatSession
+    new: bool = False
+
+
 class UnknownSession(LookupError):
     """The session id does not exist or has expired."""
 
@@ -79,22 +85,8 @@ class UnknownMessage(LookupError):
 class Store:
     def __init__(self, url: str, idle_minutes: int = 60, retention_days: int = 30, audit_retention_days: int = 365,
                  login_state_minutes: float = 15) -> None:
-        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
-        if url.startswith("sqlite:///"):
-            from pathlib import Path
-
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
-            @event.listens_for(self.engine, "connect")
-            def _pragmas(conn, _record):  # WAL: concurrent readers while one process writes
-                cur = conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit; safe against app crashes
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=5000")
-                cur.close()
-        Base.metadata.create_all(self.engine)
+        self.engine = make_engine(url)
+        upgrade(self.engine)  # Alembic to head under a lock (an old create_all database is stamped first)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self.idle = timedelta(minutes=idle_minutes)
         self.retention = timedelta(days=retention_days)
@@ -117,32 +109,31 @@ class Store:
         return session
 
     def open_session(self, session_id: str | None = None, channel: str = "web",
-                     external_key: str | None = None, persist_new: bool = True) -> ChatSession:
+                     external_key: str | None = None, persist_new: bool = True) -> OpenedSession:
         """An existing active session (by id or external key such as a Telegram chat), or a new one.
 
-        With persist_new=False a new session is returned unsaved (`session.is_new`); add_exchange
-        stores it in the same transaction as its first exchange (one commit instead of two).
+        With persist_new=False a new session is returned unsaved (`new=True`); add_exchange stores it
+        in the same transaction as its first exchange (one commit instead of two).
         """
         with self.Session() as db:
             if session_id is not None:
                 found = self._active(db, db.get(ChatSession, session_id))
                 if found is None:
                     raise UnknownSession(session_id)
-                return found
+                return OpenedSession(found)
             if external_key is not None:
                 rows = db.scalars(select(ChatSession).where(ChatSession.external_key == external_key,
                                                             ChatSession.expired.is_(False))).all()
                 for row in rows:
                     if self._active(db, row) is not None:
-                        return row
+                        return OpenedSession(row)
             now = utcnow()
             session = ChatSession(id=new_id(), channel=channel, external_key=external_key, created_at=now,
                                   last_seen_at=now, expired=False)
-            session.is_new = not persist_new
             if persist_new:
                 db.add(session)
                 db.commit()
-            return session
+            return OpenedSession(session, new=not persist_new)
 
     def set_language(self, session_id: str, language: str | None) -> None:
         with self.Session() as db:
@@ -224,10 +215,10 @@ class Store:
         """Delete messages (and their feedback) older than the retention period; returns messages deleted.
         Operator audit rows past their own retention and stale login-state rows (which hold client
         addresses, also of unknown names) go in the same run, so one timer in the API purges everything."""
-        from sibyl import operators  # operators imports this module
+        from sibyl.backoffice import accounts  # the back office builds on this module
 
         now = now or utcnow()
-        operators.purge(self.engine, now - self.audit_retention, now - self.login_state_ttl)
+        accounts.purge(self.engine, now - self.audit_retention, now - self.login_state_ttl)
         cutoff = now - self.retention
         with self.Session() as db:
             old = select(Message.id).where(Message.created_at < cutoff)

@@ -25,7 +25,7 @@ def isolated_settings(settings, tmp: Path, **overrides):
 
 
 def add_operator(settings, name: str = "mario", password: str = PASSWORD) -> None:
-    from sibyl.operators import Operators
+    from sibyl.backoffice.accounts import Operators
 
     ops = Operators.from_settings(settings)
     if name not in ops.usernames():

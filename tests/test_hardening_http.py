@@ -320,7 +320,7 @@ def test_behind_the_trusted_proxy_the_rightmost_untrusted_address_is_the_client(
 
 
 def test_the_audit_log_records_the_forwarded_client(proxied):
-    from sibyl.operators import Operators
+    from sibyl.backoffice.accounts import Operators
     from sibyl.settings import Settings
     from tests.operator_support import login
 

@@ -171,7 +171,7 @@ def audit(app, action=None, username=None):
 
 # --- 6. operator login -----------------------------------------------------------------------------------
 def test_concurrent_anonymous_logins_are_throttled_before_hashing(server, hashes):
-    from sibyl.operators import LoginState
+    from sibyl.backoffice.accounts import LoginState
 
     app, url = server
     address = "127.0.0.1"
@@ -356,7 +356,8 @@ def test_old_audit_and_login_rows_are_purged_at_start(settings, built_index, tmp
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from sibyl.operators import AuditEntry, LoginState, Operators
+    from sibyl.backoffice.accounts import LoginState, Operators
+    from sibyl.backoffice.audit import AuditEntry
     from sibyl.store import utcnow
 
     env = isolated_settings(settings, tmp_path, audit_retention_days=30, operator_lockout_minutes=15)

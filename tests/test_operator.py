@@ -151,7 +151,7 @@ def test_login_needs_its_csrf_token(app):
 
 
 def test_bad_login_then_lockout(app, env):
-    from sibyl.operators import LoginState
+    from sibyl.backoffice.accounts import LoginState
     from sibyl.store import utcnow
 
     with _client(app) as c:
@@ -177,7 +177,7 @@ def test_bad_login_then_lockout(app, env):
 
 
 def test_sessions_expire():
-    from sibyl.operators import Operators, OperatorSession
+    from sibyl.backoffice.accounts import Operators, OperatorSession
     from sibyl.store import utcnow
     from sqlalchemy import create_engine
 
@@ -653,13 +653,13 @@ def test_cli_operator_add(tmp_path):
     assert run("list").stdout.split() == ["anna"]
     assert run("passwd", "anna", stdin="nuova-password\n").returncode == 0
 
-    from sibyl.operators import Operators
+    from sibyl.backoffice.accounts import Operators
     from sibyl.settings import Settings
 
     ops = Operators.from_settings(Settings(data_dir=tmp_path, _env_file=None))
     assert ops.login("anna", "password-lunga") is None
     assert ops.login("anna", "nuova-password") is not None
-    from sibyl.operators import Operator
+    from sibyl.backoffice.accounts import Operator
 
     with ops.Session() as db:
         assert db.get(Operator, "anna").password_hash.startswith("$argon2")

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from api.deps import ClientRateLimiter, client_key
 from retrieval.drafts import strings, t
 from sibyl.documents import DocumentManager
-from sibyl.operators import LoginSession, Operators
+from sibyl.backoffice.accounts import LoginSession, Operators
 from sibyl.reports import AreaClassifier
 
 HERE = Path(__file__).parent

@@ -20,7 +20,7 @@ from retrieval.drafts import draft_reply, t
 from retrieval.pipeline import BadQuestion
 from sibyl import reports
 from sibyl.documents import Busy, UploadRejected
-from sibyl.operators import LockedOut
+from sibyl.backoffice.accounts import LockedOut
 
 log = logging.getLogger(__name__)
 

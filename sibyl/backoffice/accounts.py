@@ -1,6 +1,6 @@
-"""URP operator accounts, login sessions with CSRF tokens, lockout and the audit log.
+"""URP operator accounts, login sessions with CSRF tokens and lockout (audit rows: audit.py).
 
-Tables live in the same database as the conversation store (own metadata, same engine), so a
+Tables live in the same database as the conversation store (one Base, one engine: sibyl/db.py), so a
 PostgreSQL deployment shares operators and audit across API replicas.
 
 Lockout is per (username, client address), not per username: five wrong passwords sent by an
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -25,10 +24,12 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import JSON, Boolean, DateTime, Integer, MetaData, String, Table, Text, create_engine, delete, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import Boolean, DateTime, Engine, Integer, String, delete, select
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from sibyl.store import utcnow
+from sibyl.backoffice import audit
+from sibyl.backoffice.audit import AuditEntry
+from sibyl.db import Base, make_engine, upgrade, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,7 @@ USERNAME = re.compile(r"^[a-zA-Z0-9._-]{2,64}$")
 MIN_PASSWORD = 8
 
 
-class OperatorBase(DeclarativeBase):
-    pass
-
-
-class Operator(OperatorBase):
+class Operator(Base):
     __tablename__ = "operators"
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -48,7 +45,7 @@ class Operator(OperatorBase):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class LoginState(OperatorBase):
+class LoginState(Base):
     """Failed attempts per (username, client address), kept for unknown names too so lockout does not
     reveal who exists. A row older than the lockout period means nothing (its count restarts) and is
     purged, so unknown names cannot pile up rows."""
@@ -61,33 +58,13 @@ class LoginState(OperatorBase):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-class OperatorSession(OperatorBase):
+class OperatorSession(Base):
     __tablename__ = "operator_sessions"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # the cookie is never stored
     username: Mapped[str] = mapped_column(String(64), index=True)
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class AuditEntry(OperatorBase):
-    __tablename__ = "operator_audit"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
-    action: Mapped[str] = mapped_column(String(48), index=True)
-    detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
-
-
-class HandledQuestion(OperatorBase):
-    """An unanswered question an operator has dealt with (it leaves the unanswered list)."""
-
-    __tablename__ = "operator_handled_questions"
-    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    handled_by: Mapped[str] = mapped_column(String(64))
-    handled_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class OperatorError(ValueError):
@@ -112,33 +89,22 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-LEGACY_TABLES = ("operator_login_state",)  # per-username lockout rows; only counters, safe to drop
-
-
-def create_tables(engine) -> None:
-    OperatorBase.metadata.create_all(engine)
-    legacy = MetaData()
-    for name in LEGACY_TABLES:
-        Table(name, legacy).drop(engine, checkfirst=True)
-
-
 def purge(engine, audit_before: datetime, login_state_before: datetime) -> tuple[int, int]:
     """Delete audit rows older than `audit_before` and login-state rows not touched since
     `login_state_before`; returns (audit rows, login rows) deleted. Called by Store.purge."""
-    OperatorBase.metadata.create_all(engine)  # the console may not have been opened yet
     with engine.begin() as conn:
-        audit = conn.execute(delete(AuditEntry).where(AuditEntry.at < audit_before)).rowcount or 0
+        audits = audit.purge(conn, audit_before)
         logins = conn.execute(delete(LoginState).where(LoginState.updated_at < login_state_before)).rowcount or 0
-    if audit or logins:
-        log.info("retention purge deleted %d operator audit rows and %d login-state rows", audit, logins)
-    return audit, logins
+    if audits or logins:
+        log.info("retention purge deleted %d operator audit rows and %d login-state rows", audits, logins)
+    return audits, logins
 
 
 class Operators:
     def __init__(self, engine, session_hours: float = 8, max_failures: int = 5, lockout_minutes: float = 15,
                  hash_concurrency: int = 2) -> None:
         self.engine = engine
-        create_tables(engine)
+        upgrade(engine)  # the schema is Alembic's (a no-op when the store already migrated this engine)
         self.Session = sessionmaker(engine, expire_on_commit=False)
         self.session_ttl = timedelta(hours=session_hours)
         self.max_failures = max_failures
@@ -149,14 +115,9 @@ class Operators:
         self._dummy_hash = self._hash(secrets.token_hex(16))
 
     @classmethod
-    def from_settings(cls, settings, engine=None) -> "Operators":
+    def from_settings(cls, settings, engine: Engine | None = None) -> "Operators":
         if engine is None:
-            url = settings.effective_database_url
-            if url.startswith("sqlite:///"):
-                from pathlib import Path
-
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
+            engine = make_engine(settings.effective_database_url)
         return cls(engine, settings.operator_session_hours, settings.operator_max_failed_logins,
                    settings.operator_lockout_minutes, settings.operator_login_concurrency)
 
@@ -270,37 +231,19 @@ class Operators:
         return bool(token) and hmac.compare_digest(session.csrf.encode(), str(token).encode())
 
     # --- audit -----------------------------------------------------------------------------
-    @staticmethod
-    def _audit(db, username: str, action: str, detail: dict | None, ip: str | None) -> None:
-        if detail is not None:
-            detail = json.loads(json.dumps(detail, default=str))  # JSON-safe
-        db.add(AuditEntry(username=username[:64], action=action, detail=detail, ip=ip, at=utcnow()))
+    # --- audit (sibyl/backoffice/audit.py), by the signed-in operator ----------------------------
+    _audit = staticmethod(audit.record)
 
     def audit(self, username: str, action: str, detail: dict | None = None, ip: str | None = None) -> None:
         with self.Session() as db:
-            self._audit(db, username, action, detail, ip)
+            audit.record(db, username, action, detail, ip)
             db.commit()
 
     def audit_log(self, limit: int = 200, username: str | None = None, action: str | None = None) -> list[AuditEntry]:
-        with self.Session() as db:
-            q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-            if username:
-                q = q.where(AuditEntry.username == username)
-            if action:
-                q = q.where(AuditEntry.action == action)
-            return list(db.scalars(q).all())
+        return audit.entries(self.Session, limit, username, action)
 
-    # --- handled unanswered questions --------------------------------------------------------
     def mark_handled(self, message_ids: list[str], username: str, note: str | None = None) -> int:
-        with self.Session() as db:
-            done = 0
-            for mid in dict.fromkeys(message_ids):
-                if db.get(HandledQuestion, mid) is None:
-                    db.add(HandledQuestion(message_id=mid, handled_by=username, note=note))
-                    done += 1
-            db.commit()
-            return done
+        return audit.mark_handled(self.Session, message_ids, username, note)
 
     def handled_ids(self) -> set[str]:
-        with self.Session() as db:
-            return set(db.scalars(select(HandledQuestion.message_id)).all())
+        return audit.handled_ids(self.Session)
