@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from sibyl.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
+from devtools.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
 from sibyl.settings import PROJECT_ROOT, Settings
 
 WARMUP_SECONDS = 3.0

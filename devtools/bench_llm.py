@@ -1,7 +1,7 @@
 """Benchmark (not a test) of LLM mode over the dev questions: latency, share of model answers that
 pass the grounding checks, share that fall back to the extractive answer (and why), example answers.
 
-`python -m sibyl bench-llm --local` starts the bundled Gemma 3 270M on loopback (sibyl.local_llm);
+`python -m sibyl bench-llm --local` starts the bundled Gemma 3 270M on loopback (devtools.local_llm);
 without --local it measures the model SIBYL_LLM names.
 """
 
@@ -71,12 +71,12 @@ def _examples(results: list[dict], count: int = 3) -> list[dict]:
 def run_bench_llm(settings: Settings, questions: Path | None = None, local: bool = False, as_json: bool = False,
                   limit: int | None = None) -> str:
     from retrieval.evaluate import load_questions
-    from sibyl.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
+    from devtools.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
 
     questions = questions or (DEFAULT_QUESTIONS if DEFAULT_QUESTIONS.exists() else FALLBACK_QUESTIONS)
     rows = load_questions(questions)[:limit] if limit else load_questions(questions)
     if local:
-        from sibyl import local_llm
+        from devtools import local_llm
 
         missing = local_llm.available()
         if missing:

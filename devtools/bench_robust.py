@@ -42,8 +42,8 @@ from urllib.parse import quote
 
 import httpx
 
-from sibyl.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
-from sibyl.bench_api import free_port
+from devtools.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
+from devtools.bench_api import free_port
 from sibyl.settings import PROJECT_ROOT, Settings
 
 BOT_TOKEN = "6060606060:AAE-robustness-bench-token_abcdefgh"

@@ -7,7 +7,7 @@ The lines the corpus loader writes around the documents' own words ("Obiettivo s
 the frame wraps them, so the same objective or activity name has one translation wherever it appears.
 
 Only ``status = "approved"`` entries are used; ``pending`` ones await review. Nothing here calls a
-model: ``sibyl translate`` (sibyl/translate.py) drafts lines and checks them with ``draft_problems``.
+model: ``sibyl translate`` (sibyl/backoffice/translate.py) drafts lines and checks them with ``draft_problems``.
 
 Where translations live at run time (``TranslationStore``): the shipped files in
 corpus/translations/en/ are read-only (part of the release, reviewed in git), and drafts and

@@ -163,25 +163,38 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    from sibyl.bench import run_bench
+CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root when run from a source checkout
 
+
+def _devtool(name: str):
+    """A module of devtools/ (benchmarks, local model): not in the wheel, so it is loaded from the source
+    checkout this CLI runs from, with a clear message when there is none."""
+    import importlib
+
+    if not (CHECKOUT / "devtools" / "__init__.py").is_file():
+        raise CliError("dev tools need a source checkout: devtools/ is not installed with the package "
+                       "(clone the repository and `pip install -e .`)")
+    if str(CHECKOUT) not in sys.path:
+        sys.path.append(str(CHECKOUT))
+    return importlib.import_module(f"devtools.{name}")
+
+
+def cmd_bench(args) -> int:
+    bench = _devtool("bench")
     settings = _settings(args)
     if args.worst_case:
-        from sibyl.bench import run_worst_case
-
-        print(run_worst_case(settings, Path(args.file) if args.file else None, args.rounds, args.json))
+        print(bench.run_worst_case(settings, Path(args.file) if args.file else None, args.rounds, args.json))
         return 0
-    print(run_bench(settings, Path(args.file) if args.file else None, args.json))
+    print(bench.run_bench(settings, Path(args.file) if args.file else None, args.json))
     return 0
 
 
 def cmd_bench_llm(args) -> int:
-    from sibyl.bench_llm import run_bench_llm
+    bench_llm = _devtool("bench_llm")
 
     try:
-        print(run_bench_llm(_settings(args), Path(args.file) if args.file else None, local=args.local,
-                            as_json=args.json, limit=args.limit))
+        print(bench_llm.run_bench_llm(_settings(args), Path(args.file) if args.file else None, local=args.local,
+                                      as_json=args.json, limit=args.limit))
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return 0
@@ -277,9 +290,8 @@ def _server_options(settings) -> dict:
 
 
 def cmd_bench_api(args) -> int:
-    from sibyl.bench_api import run_bench_api
-
     settings = _settings(args)
+    run_bench_api = _devtool("bench_api").run_bench_api
     print(run_bench_api(settings, questions=Path(args.file) if args.file else None, clients=args.clients,
                         seconds=args.seconds, workers=args.workers, url=args.url, as_json=args.json))
     return 0
@@ -288,7 +300,7 @@ def cmd_bench_api(args) -> int:
 def cmd_bench_robust(args) -> int:
     """Dev tool: fuzz every endpoint and the bot, then soak; exit 1 on any crash, 5xx or hang."""
     try:
-        from sibyl.devtools.bench_robust import run_bench_robust
+        run_bench_robust = _devtool("bench_robust").run_bench_robust
     except ImportError as exc:
         raise CliError(f"bench-robust needs the test extras (pip install -e '.[test]'): {exc}") from None
     report, passed = run_bench_robust(_settings(args), fuzz=args.fuzz, soak_seconds=args.soak_seconds,
@@ -301,7 +313,7 @@ def cmd_bench_robust(args) -> int:
 
 def cmd_translate(args) -> int:
     """Draft missing or stale English lines with SIBYL_LLM; stored as pending for the console's review."""
-    from sibyl.translate import TranslateError, run_translate
+    from sibyl.backoffice.translate import TranslateError, run_translate
 
     if args.limit is not None and args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)

@@ -13,7 +13,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -36,7 +36,7 @@ _migrated: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_id() -> str:
@@ -128,7 +128,7 @@ def upgrade(engine: Engine) -> str:
     with engine.begin() as conn, _migration_lock(engine, conn):
         config = alembic_config(conn)
         names = set(inspect(conn).get_table_names())
-        if "alembic_version" not in names and INITIAL_TABLES <= names:
+        if "alembic_version" not in names and names >= INITIAL_TABLES:
             log.info("database made before migrations: stamping revision %s", INITIAL)
             command.stamp(config, INITIAL)
         command.upgrade(config, "head")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sibyl.bench_api import free_port
-from sibyl.devtools.bench_robust import (
+from devtools.bench_api import free_port
+from devtools.bench_robust import (
     Case,
     ProcessTarget,
     _format,

@@ -296,7 +296,7 @@ def archives():
 @given(data=st.one_of(archives(), st.binary(max_size=2000).map(lambda b: b"PK\x03\x04" + b)),
        limit=st.integers(1024, 40_000))
 def test_check_archive_refuses_exactly_what_is_too_big(data, limit):
-    from sibyl.documents import MAX_DOCX_PARAGRAPHS, UploadRejected, check_archive
+    from sibyl.backoffice.documents import MAX_DOCX_PARAGRAPHS, UploadRejected, check_archive
 
     try:
         members = zipfile.ZipFile(io.BytesIO(data)).infolist()
@@ -317,7 +317,7 @@ def test_check_archive_refuses_exactly_what_is_too_big(data, limit):
 
 
 def test_check_archive_counts_paragraphs_of_any_prefix():
-    from sibyl.documents import MAX_DOCX_PARAGRAPHS, UploadRejected, check_archive
+    from sibyl.backoffice.documents import MAX_DOCX_PARAGRAPHS, UploadRejected, check_archive
 
     for markup in (b"<w:p/>", b"<x:p/>", b"<p/>", b'<w:p w:rsidR="00A1">x</w:p>'):
         bomb = docx_with_body(markup * (MAX_DOCX_PARAGRAPHS + 1))

@@ -149,7 +149,7 @@ def test_an_expired_lease_is_taken_over_and_its_holder_cannot_switch(server, tmp
 
 def test_console_jobs_report_progress_and_wait_for_the_lock(tmp_path):
     """The operator console polls the job: embedding progress with an ETA, and 'waiting' while a CLI ingest runs."""
-    from sibyl.documents import DocumentManager
+    from sibyl.backoffice.documents import DocumentManager
 
     corpus = _small_corpus(tmp_path / "corpus")
     settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus, _env_file=None)

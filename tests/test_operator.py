@@ -256,7 +256,7 @@ def test_search_with_filters_and_highlight(client, app):
         assert float(records[cid]["metadata"]["realised"].replace(",", ".")) >= 99.6
 
     # every passage in the % range is found, not only those among the top candidates
-    from retrieval.console import realised_value
+    from sibyl.backoffice.search import realised_value
 
     expected = {cid for cid, rec in records.items() if rec["document"] == "relazione-performance-2023"
                 and (realised_value(rec["metadata"]) or 100) <= 99}
@@ -292,7 +292,8 @@ def test_search_bad_input_is_422(client, params):
 
 
 def test_highlight_unit():
-    from retrieval.console import highlight, query_stems
+    from api.operator.present import highlight
+    from sibyl.backoffice.search import query_stems
 
     out = str(highlight("<b>Mobilità</b> & parcheggi", query_stems("mobilita parcheggio")))
     assert out == "&lt;b&gt;<mark>Mobilità</mark>&lt;/b&gt; &amp; <mark>parcheggi</mark>"
@@ -327,7 +328,7 @@ def test_reply_draft_italian_and_english(client, app):
 
 
 def test_draft_unit_sources_numbered(pipeline):
-    from retrieval.drafts import draft_reply
+    from sibyl.backoffice.drafts import draft_reply
 
     draft = draft_reply(pipeline, "Qual è il livello medio generale di realizzazione degli obiettivi 2023?", "it")
     assert draft.answered and draft.sources
@@ -367,7 +368,7 @@ def test_unanswered_grouped_and_handled(client, app):
 
 
 def test_grouping_unit():
-    from sibyl.reports import signature, similar
+    from sibyl.backoffice.reports import signature, similar
 
     assert similar(signature("Parcheggi a Lecce?"), signature("parcheggio lecce"))
     assert similar(signature("Quanto costa parcheggiare in centro?"), signature("Costo dei parcheggi in centro"))
@@ -379,7 +380,7 @@ def test_grouping_unit():
 
 
 def test_operator_strings_complete_and_safe():
-    from retrieval.drafts import strings
+    from api.operator.present import strings
 
     it, en = strings("it"), strings("en")
     assert set(it) == set(en)

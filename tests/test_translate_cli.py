@@ -31,7 +31,7 @@ from retrieval.translations import (
     source_hash,
 )
 from sibyl.settings import Settings
-from sibyl.translate import TranslateError, clean_reply, draft, run_translate
+from sibyl.backoffice.translate import TranslateError, clean_reply, draft, run_translate
 from tests.translation_support import (
     CANNED,
     DOC,
@@ -243,7 +243,7 @@ def test_any_text_round_trips_through_a_drafts_file(tmp_path, it, en):
 
 # --- the real local model server (tests/test_llm_server.py's) ---------------------------------------------
 def test_drafts_from_the_local_model_server_are_stored_and_checked(site, tmp_path):
-    from sibyl import local_llm
+    from devtools import local_llm
 
     missing = local_llm.available()
     if missing and os.environ.get("SIBYL_TEST_LLM") != "1":

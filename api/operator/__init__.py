@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.operator.deps import (COOKIE, HERE, PREFIX, SECURITY_HEADERS, CsrfFailed, NotLoggedIn, client_ip,
                                get_console, language, render)
 from api.operator.routes import router
-from retrieval.drafts import t
+from api.operator.present import t
 
 log = logging.getLogger(__name__)
 

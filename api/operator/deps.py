@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from api.deps import ClientRateLimiter, client_key
-from retrieval.drafts import strings, t
-from sibyl.documents import DocumentManager
+from api.operator import present
+from api.operator.present import strings, t
 from sibyl.backoffice.accounts import LoginSession, Operators
-from sibyl.reports import AreaClassifier
+from sibyl.backoffice.documents import DocumentManager
+from sibyl.backoffice.reports import AreaClassifier
 
 HERE = Path(__file__).parent
 COOKIE = "sibyl_operator"
@@ -33,6 +34,7 @@ SECURITY_HEADERS = {
 }
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals.update(snippet=present.snippet, highlight=present.highlight)  # search results' Markup
 
 
 class NotLoggedIn(Exception):

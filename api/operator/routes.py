@@ -15,12 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import RateLimited
 from api.operator.deps import (COOKIE, LOGIN_COOKIE, PREFIX, SECURITY_HEADERS, ConsoleDep, CsrfOperatorDep,
                                OperatorDep, client_ip, cookie_secure, language, render)
-from retrieval.console import BadFilter, ConsoleQuery, console_search, facets, passage
-from retrieval.drafts import draft_reply, t
+from api.operator import present
+from api.operator.present import t
 from retrieval.pipeline import BadQuestion
-from sibyl import reports
-from sibyl.documents import Busy, UploadRejected
+from sibyl.backoffice import reports
 from sibyl.backoffice.accounts import LockedOut
+from sibyl.backoffice.documents import Busy, UploadRejected
+from sibyl.backoffice.drafts import draft_reply
+from sibyl.backoffice.search import BadFilter, ConsoleQuery, console_search, facets, passage, query_stems
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +133,12 @@ def search_page(request: Request, console: ConsoleDep, operator: OperatorDep, q:
 
 @router.get("/passaggio/{chunk_id:path}")
 def passage_page(request: Request, chunk_id: str, console: ConsoleDep, operator: OperatorDep, q: str = ""):
-    from retrieval.console import highlight, query_stems
-
     record = passage(console.services.pipeline, chunk_id)
     if record is None:
         return render(request, "passage.html", {"record": None, "q": q}, 404)
     _audit(console, request, operator, "view_passage", id=chunk_id)
     return render(request, "passage.html", {"record": record, "q": q,
-                                            "full": highlight(record["text"], query_stems(q) if q else set())})
+                                            "full": present.highlight(record["text"], query_stems(q) if q else set())})
 
 
 # --- reply draft -------------------------------------------------------------------------------------
@@ -213,10 +213,10 @@ def topics_page(request: Request, console: ConsoleDep, operator: OperatorDep, da
     rows = reports.questions(console.services.store, start, end)
     _audit(console, request, operator, "view", page="topics", start=start, end=end)
     stats = reports.topic_stats(rows, console.classifier(), start, end, t(lang, "topics_unclassified"))
-    svg = reports.topics_svg(stats, t(lang, "topics_chart_title"), t(lang, "topics_week"), t(lang, "topics_empty"))
+    svg = present.topics_svg(stats, t(lang, "topics_chart_title"), t(lang, "topics_week"), t(lang, "topics_empty"))
     return render(request, "topics.html", {"error": None, "svg": svg, "stats": stats, "dal": start.isoformat(),
                                            "al": end.isoformat(), "start": start, "end": end,
-                                           "colors": {a: reports.area_color(a) for a in stats.areas}})
+                                           "colors": {a: present.area_color(a) for a in stats.areas}})
 
 
 def _csv_response(body: str, name: str) -> Response:
@@ -240,7 +240,7 @@ def export_questions(request: Request, console: ConsoleDep, operator: OperatorDe
     start, end = got
     rows = reports.questions(console.services.store, start, end)
     _audit(console, request, operator, "export_questions", start=start, end=end, rows=len(rows))
-    return _csv_response(reports.questions_csv(rows, console.classifier()), f"sibyl-domande-{start}-{end}.csv")
+    return _csv_response(present.questions_csv(rows, console.classifier()), f"sibyl-domande-{start}-{end}.csv")
 
 
 @router.get("/esporta/feedback.csv")
@@ -251,7 +251,7 @@ def export_feedback(request: Request, console: ConsoleDep, operator: OperatorDep
     start, end = got
     items = reports.feedback_in_range(console.services.store, start, end)
     _audit(console, request, operator, "export_feedback", start=start, end=end, rows=len(items))
-    return _csv_response(reports.feedback_csv(items), f"sibyl-feedback-{start}-{end}.csv")
+    return _csv_response(present.feedback_csv(items), f"sibyl-feedback-{start}-{end}.csv")
 
 
 # --- documents ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from api.operator.deps import (
     render,
     templates,
 )
-from retrieval.drafts import t
+from api.operator.present import t
 from retrieval.text import strip_control
 from retrieval.translations import (
     Entry,

@@ -12,15 +12,6 @@ from retrieval.answer import Answer, source_label
 LANGUAGES = ("it", "en")
 
 
-def strings(language: str) -> dict:
-    """Operator console texts (UI and draft templates) in one language; Italian when unknown."""
-    return prompts.catalog("operator", language)
-
-
-def t(language: str, key: str, /, **values) -> str:
-    return prompts.render("operator", language, key, **values)
-
-
 @dataclass
 class Draft:
     question: str
@@ -49,18 +40,18 @@ def _body_lines(answer: Answer) -> tuple[str, list[str]]:
 def compose_draft(answer: Answer, language: str) -> Draft:
     """One draft from an Answer already in `language` (ask the pipeline with language=... first)."""
     lang = language if language in LANGUAGES else "it"
-    s = strings(lang)
+    s = prompts.catalog("operator", lang)  # the draft templates live with the console texts
     question = " ".join(answer.question.split())
-    subject = t(lang, "draft_subject", question=_shorten(question, 80))
+    subject = prompts.render("operator", lang, "draft_subject", question=_shorten(question, 80))
     greeting, closing, signature = s["draft_greeting"], s["draft_closing"], s["draft_signature"]
     if not answer.answered:
-        intro = t(lang, "draft_not_found", question=question, urp=prompts.text(lang, "urp_contact"))
+        intro = prompts.render("operator", lang, "draft_not_found", question=question, urp=prompts.text(lang, "urp_contact"))
         text = "\n\n".join([greeting, intro, closing, signature]) + "\n"
         html = "".join(f"<p>{escape(p)}</p>" for p in (greeting, intro, closing)) + \
             f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"
         return Draft(question, lang, False, subject, text, html, [])
     lead, bullets = _body_lines(answer)
-    intro = t(lang, "draft_intro", question=question)
+    intro = prompts.render("operator", lang, "draft_intro", question=question)
     sources = [{"n": src.n, "label": source_label(src, lang), "document": src.document, "id": src.id}
                for src in answer.sources]
     heading = s["draft_sources"]

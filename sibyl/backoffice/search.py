@@ -1,19 +1,17 @@
 """Operator search: the pipeline's hybrid retrieval plus the filters an office needs (objective,
-% realised), matched words highlighted safely, and the facets to fill the filter menus."""
+% realised), the query's stems (which words match; api/operator/present.py highlights them) and the
+facets to fill the filter menus."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from html import escape
-
-from markupsafe import Markup
 
 from retrieval.lexical import ALL_STOPWORDS, _stemmer
 from retrieval.retriever import Filters
 from retrieval.text import fold
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+WORD = re.compile(r"\w+", re.UNICODE)
 DEPTH = 2000  # at most this many candidates ranked before the post-filters (objective, % realised)
 
 
@@ -92,7 +90,7 @@ def realised_value(meta: dict) -> float | None:
         return None
 
 
-def objective_matches(meta: dict, objective: str) -> bool:
+def objectivematches(meta: dict, objective: str) -> bool:
     value = str(meta.get("objective") or "")
     return value == objective or value.startswith(objective + ".")
 
@@ -107,8 +105,6 @@ class ConsoleHit:
     section: str
     text: str
     metadata: dict
-    snippet: Markup = Markup("")
-    full: Markup = Markup("")
 
     @property
     def area(self) -> int | None:
@@ -125,7 +121,7 @@ class ConsoleResult:
 
 def query_stems(text: str) -> set[str]:
     stems = set()
-    for word in (fold(w) for w in _WORD.findall(text)):
+    for word in (fold(w) for w in WORD.findall(text)):
         if word in ALL_STOPWORDS or (len(word) < 2 and not word.isdigit()):
             continue
         stems.add(_stemmer("it").stemWord(word))
@@ -133,39 +129,12 @@ def query_stems(text: str) -> set[str]:
     return stems
 
 
-def _matches(word: str, stems: set[str]) -> bool:
+def matches(word: str, stems: set[str]) -> bool:
+    """Whether a passage word shares an Italian or English stem with the query."""
     w = fold(word)
     if w in ALL_STOPWORDS:
         return False
     return _stemmer("it").stemWord(w) in stems or _stemmer("en").stemWord(w) in stems
-
-
-def highlight(text: str, stems: set[str]) -> Markup:
-    """Escape every piece of the passage, then wrap the words that share a stem with the query in <mark>."""
-    out, pos = [], 0
-    for m in _WORD.finditer(text):
-        if _matches(m.group(), stems):
-            out.append(escape(text[pos : m.start()]))
-            out.append(f"<mark>{escape(m.group())}</mark>")
-            pos = m.end()
-    out.append(escape(text[pos:]))
-    return Markup("".join(out))
-
-
-def snippet(text: str, stems: set[str], section: str = "", width: int = 320) -> Markup:
-    """The passage body around its first matched word (the title line is shown separately)."""
-    lines = text.split("\n")
-    skip = 2 if section and not section.startswith("§") and len(lines) > 2 else 1  # title (+ section) lines
-    body = " ".join(line.strip() for line in lines[skip:] if line.strip()) or text
-    first = next((m.start() for m in _WORD.finditer(body) if _matches(m.group(), stems)), 0)
-    start = max(0, first - width // 3)
-    if start:
-        start = body.rfind(" ", 0, start) + 1
-    end = min(len(body), start + width)
-    if end < len(body):
-        end = body.rfind(" ", start, end) if body.rfind(" ", start, end) > start else end
-    piece = highlight(body[start:end], stems)
-    return Markup(("… " if start else "") + piece + (" …" if end < len(body) else ""))
 
 
 def _area_key(hit: ConsoleHit) -> tuple:
@@ -183,7 +152,7 @@ def console_search(pipeline, query: ConsoleQuery) -> ConsoleResult:
     hits: list[ConsoleHit] = []
     for h in result.hits:
         meta = h.record["metadata"]
-        if query.objective and not objective_matches(meta, query.objective):
+        if query.objective and not objectivematches(meta, query.objective):
             continue
         if query.realised_min is not None or query.realised_max is not None:
             value = realised_value(meta)
@@ -195,7 +164,7 @@ def console_search(pipeline, query: ConsoleQuery) -> ConsoleResult:
                 continue
         rec = h.record
         hits.append(ConsoleHit(rec["id"], len(hits) + 1, h.score, rec["document"], rec["title"], rec["section"],
-                               rec["text"], meta, snippet(rec["text"], stems, rec["section"]), highlight(rec["text"], stems)))
+                               rec["text"], meta))
         if len(hits) >= query.k:
             break
     if query.sort == "area":
