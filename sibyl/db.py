@@ -8,6 +8,7 @@ an existing deployment instead of create_all silently skipping tables that alrea
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 import weakref
@@ -93,7 +94,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head() -> str:
+    """The newest revision in the package (read once: the revision files do not change under a process)."""
     revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert revision is not None
     return revision
