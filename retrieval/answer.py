@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import prompts
 from retrieval.evidence import GENERIC, Evidence, EvidenceScorer
@@ -91,13 +92,14 @@ def render(lead: str, bullets: list[Bullet], sources: list[Source], language: st
     return "\n".join(parts)
 
 
-def content_words(text: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def content_words(text: str) -> frozenset[str]:
     """The scorer's view of a bullet: words without citation markers, function words or table labels."""
     text = re.sub(r"\[\d+\]", " ", strip_label(text))
-    return {w for w in words(text) if w not in ALL_STOPWORDS and len(w) > 2 and not w.isdigit()}
+    return frozenset(w for w in words(text) if w not in ALL_STOPWORDS and len(w) > 2 and not w.isdigit())
 
 
-def near_duplicate(a: set[str], b: set[str], threshold: float = DUP_THRESHOLD) -> bool:
+def near_duplicate(a: frozenset[str], b: frozenset[str], threshold: float = DUP_THRESHOLD) -> bool:
     return bool(a and b) and len(a & b) / min(len(a), len(b)) >= threshold
 
 
@@ -164,6 +166,7 @@ class Composer:
         self.scorer = scorer
         self.facts = facts or PlanFacts()
         self.records = records or {}
+        self._analysed: dict[str, frozenset[str]] = {}
         self._lines: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
 
     def lines_of(self, record: dict) -> list[tuple[int, str, frozenset[str]]]:
@@ -186,7 +189,9 @@ class Composer:
         return stems
 
     def _score(self, text: str, language: str, stems: set[str]) -> float:
-        toks = set(analyze(text, language))
+        toks = self._analysed.get(text)
+        if toks is None:  # objectives and activities recur across questions: analyse each once
+            toks = self._analysed[text] = frozenset(analyze(text, language))
         return sum(self.scorer.idf([t]) for t in toks & stems) / max(1.0, len(toks)) ** 0.5
 
     def pick_lines(self, question: str, record: dict, stems: set[str]) -> list[tuple[float, str]]:
@@ -253,8 +258,9 @@ class Composer:
                 text = f"{text} – {re.sub(r'^[0-9.]+ ', '', line)}"
             return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], area.realised,
                           fact=area)
-        if figures:
-            text = "; ".join(f"{f.label}: {f.display(language)}" for f in figures)
+        if figures:  # as printed, with the unit added to an amount
+            text = "; ".join(f"{f.label}: {f.printed} ({f.display(language)})" if f.money else
+                             f"{f.label}: {f.display(language)}" for f in figures)
             return _Draft(self._score(text, rec.get("language", "it"), stems) + 0.5, rank, text, hit, fact=figures)
         ranked = self.pick_lines(question, rec, stems)
         if not ranked:
@@ -340,6 +346,11 @@ class Composer:
               notes: list[str]) -> tuple[str, list[_Draft]]:
         """The first sentence, from facts of the passages about to be cited (plus the area table for ranks)."""
         t = prompts.text
+        limit = 140 if language == "it" else 70  # an English lead quotes as little Italian as it can
+
+        def short(text: str) -> str:
+            return _short(text, limit)
+
         hits_by_id = {d.hit.record["id"]: d.hit for d in drafts}
         if analysis.has("rank") and self.facts.measured_areas() and self.facts.overall:
             overall_pid = self.facts.overall[1]
@@ -389,16 +400,16 @@ class Composer:
                 items = ", ".join(f"«{_short(d.text, 90)}»" if language == "it" else f"“{_short(d.text, 90)}”"
                                   for d in marked)
                 return t(language, "lead_planned_year", year=analysis.year, items=items), []
-            return t(language, "lead_planned_year_none", planned=_short(planned.text)), []
+            return t(language, "lead_planned_year_none", planned=short(planned.text)), []
         if (analysis.has("status") or analysis.has("yesno")) and (planned or done):
             if planned and done:
-                return t(language, "lead_partly", done=_short(done.text), planned=_short(planned.text),
+                return t(language, "lead_partly", done=short(done.text), planned=short(planned.text),
                          pct=format_percent(done.realised, language) if done.realised is not None else "–"), []
             if done and done.realised is not None:
-                return t(language, "lead_done", done=_short(done.text),
+                return t(language, "lead_done", done=short(done.text),
                          pct=format_percent(done.realised, language)), []
             if planned:
-                return t(language, "lead_planned", planned=_short(planned.text)), []
+                return t(language, "lead_planned", planned=short(planned.text)), []
         n_plan = len({id(d.fact) for d in drafts if d.kind == "planned"})
         n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
         if n_plan or n_done:

@@ -86,14 +86,22 @@ def required_focus(question: str, language: str) -> list[str]:
     return found
 
 
-def rank_direction(question: str) -> str:
-    """'low', 'high' (best, or which reached 100%) for a ranking question; 'high' when unsaid."""
-    with QUESTION_WORDS.open("rb") as fh:
+@lru_cache(maxsize=2)
+def _rank_patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
+    with path.open("rb") as fh:
         data = tomllib.load(fh)
-    text = fold(question)
+    out = {}
     for name in ("rank_low", "rank_high"):
         terms = [fold(t) for lang in ("it", "en") for t in data.get(name, {}).get(lang, [])]
-        if re.search(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", text):
+        out[name] = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)")
+    return out
+
+
+def rank_direction(question: str) -> str:
+    """'low', 'high' (best, or which reached 100%) for a ranking question; 'high' when unsaid."""
+    text = fold(question)
+    for name, pattern in _rank_patterns().items():
+        if pattern.search(text):
             return name.removeprefix("rank_")
     return "high"
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from retrieval.answer import content_words, near_duplicate
 from retrieval.pipeline import BadQuestion
 
 
@@ -96,3 +97,41 @@ def test_bad_questions_raise_a_clear_error(pipeline, bad):
 def test_control_characters_are_stripped(pipeline):
     answer = pipeline.ask("Cosa fa il Comune\x00 per la\x07 protezione civile?\x1b")
     assert answer.answered and "\x00" not in answer.question
+
+
+def test_rank_lead_is_computed_from_the_area_averages(pipeline):
+    answer = pipeline.ask("Quale area ha avuto la media più bassa nel 2023?")
+    assert answer.answered and "95,00%" in answer.lead and "Vocazioni e visioni" in answer.lead
+    assert any(note.startswith("rank") for note in answer.notes)
+    # The area's own objectives come first, with their 2023 % (the reason behind the rank).
+    assert answer.bullets[0].kind == "done" and answer.bullets[0].realised is not None
+
+
+def test_bullets_are_marked_and_clean(pipeline):
+    answer = pipeline.ask("Cosa fa il Comune per il trasporto pubblico?")
+    assert answer.answered and {b.kind for b in answer.bullets} <= {"planned", "done", "info"}
+    for b in answer.bullets:
+        assert "Benessere Ambientale:" not in b.text and "(attività di sviluppo)" not in b.text
+        assert "OB. TRASV." not in b.text
+    for i, a in enumerate(answer.bullets):
+        for b in answer.bullets[i + 1:]:
+            assert not near_duplicate(content_words(a.text), content_words(b.text), 0.75)
+    assert answer.to_dict()["structured"]["lead"] == answer.lead
+
+
+def test_uncovered_focus_declines(pipeline):
+    for question in ("Come pago la multa per il divieto di sosta?", "What are the opening hours of the library desk?",
+                     "Quando riasfaltano via Lupiae?"):
+        answer = pipeline.ask(question)
+        assert not answer.answered, question
+        assert answer.evidence["uncovered"], question
+
+
+def test_followup_does_not_repeat_the_previous_bullets(pipeline):
+    first = pipeline.ask("Cosa prevede il DUP per i giovani?")
+    second = pipeline.ask("e per gli anziani?", retrieval_query="giovani e per gli anziani?",
+                          previous_bullets=[b.text for b in first.bullets])
+    assert second.answered and second.bullets
+    old = [content_words(b.text) for b in first.bullets]
+    repeated = [b for b in second.bullets if any(near_duplicate(content_words(b.text), o, 0.75) for o in old)]
+    assert len(repeated) * 2 < len(second.bullets)
