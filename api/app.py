@@ -1,8 +1,10 @@
-"""The FastAPI application: `create_app(settings)` builds it; `uvicorn api.app:create_app --factory` serves it.
+"""The FastAPI application: `create_app(settings)` builds it; `sibyl serve` serves it with the Telegram
+webhook mounted (sibyl.server; api/ never imports bot/).
 
-One pipeline, store and conversation service per process, built in the lifespan and shared
-through dependencies (api.deps). Other features plug in here with one line each
-(`app.include_router(...)`, `app.add_middleware(...)`).
+The services (pipeline, store, conversation, limiters, back office) come from the composition root
+(sibyl.services.build_services), once per process in the lifespan, and reach the endpoints through
+dependencies (api.deps). Other features plug in here with one line each (`app.include_router(...)`,
+`app.add_middleware(...)`), or from outside as an `extensions` callback.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api import errors, middleware, routes, stream, web
+from api import errors, middleware, routes, stream, voice, web
 from api import operator as operator_console
-from api.deps import Services
-from bot import webhook as telegram_webhook
+from api.operator.deps import Console
 from sibyl.observability import install_observability
+from sibyl.services import Services, build_services
 from sibyl.settings import Settings, get_settings
 from sibyl.store import Store
 
@@ -46,8 +49,9 @@ async def purge_periodically(store: Store, every_seconds: float) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    services = await run_in_threadpool(Services.build, settings)
+    services: Services = await run_in_threadpool(app.state.build_services, settings)
     app.state.services = services
+    app.state.operator_console = Console.of(services) if services.backoffice is not None else None
     await purge_once(services.store)  # before serving: nothing past retention is ever shown
     purge = asyncio.create_task(purge_periodically(services.store, settings.purge_interval_minutes * 60))
     try:
@@ -59,7 +63,11 @@ async def lifespan(app: FastAPI):
         services.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *,
+               build: Callable[[Settings], Services] = build_services,
+               extensions: Iterable[Callable[[FastAPI], None]] = ()) -> FastAPI:
+    """`build` makes the services in the lifespan (tests pass one with a fake pipeline); each of
+    `extensions` adds routes to the app (sibyl.server mounts the Telegram webhook this way)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="Sibyl – Comune di Lecce",
@@ -68,20 +76,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.build_services = build
     errors.install(app)
     # Innermost first: the operator upload check and CORS wrap the body limit. Uploads have their own,
     # larger limit (with room for the multipart framing; api.operator checks the declared size first).
     middleware.install_body_limit(app, settings, path_limits={
-        f"{operator_console.PREFIX}/documenti": settings.upload_max_bytes + 128 * 1024})
+        f"{operator_console.PREFIX}/documenti": settings.upload_max_bytes + 128 * 1024, **voice.body_limit(settings)})
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)
     app.include_router(routes.api)
     app.include_router(routes.health)
     app.include_router(stream.router)  # POST /api/chat/stream (server-sent events)
+    voice.install(app)  # POST /api/voice, GET /api/tts (issue 16)
     web.mount(app)
     operator_console.install(app)  # URP operator console under /operatore
-    app.include_router(telegram_webhook.router)  # POST /telegram/webhook when TELEGRAM_WEBHOOK_URL is set
+    for extend in extensions:
+        extend(app)
     install_observability(app, settings)  # JSON request log lines + GET /metrics (sibyl.observability)
     middleware.install_proxy_headers(app, settings)  # outermost: everything after sees the real client
     return app

@@ -17,6 +17,7 @@ router = APIRouter(include_in_schema=False)
 # Scripts and styles only from this origin: even if some text slipped through unescaped,
 # an injected <script> or inline handler would not run.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "media-src 'self' blob:; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}")
 
 

@@ -113,6 +113,23 @@ class Settings(BaseSettings):
     telegram_rate_limit: str = Field(
         "8/minute;60/hour", description="Per-chat limit on questions to the bot, `limits` notation; empty = off.")
 
+    # Voice (issue 16): speech in, spoken answers out, on Telegram and in the web chat
+    asr: str = Field(
+        "", description="Speech recognition: 'faster-whisper:<model name or path>' (in process, CPU int8) or "
+                        "'openai:<model>' (SIBYL_ASR_BASE_URL); empty = the voice extra's bundled Whisper tiny.en, "
+                        "or voice off without it; 'none' = off.")
+    asr_base_url: str | None = Field(None, description="OpenAI-compatible server for 'openai:' ASR, e.g. http://asr:8000/v1.")
+    asr_api_key: SecretStr | None = Field(None, description="Only for ASR servers that need a key.")
+    tts: str = Field("espeak-ng", description="Speech synthesis: 'espeak-ng' (Debian package), 'openai:<model>' "
+                                             "(SIBYL_TTS_BASE_URL, e.g. Kokoro or Piper servers) or 'none'.")
+    tts_base_url: str | None = Field(None, description="OpenAI-compatible server for 'openai:' TTS, e.g. http://tts:8880/v1.")
+    tts_api_key: SecretStr | None = Field(None, description="Only for TTS servers that need a key.")
+    tts_voice: str = Field("", description="Voice name for 'openai:' TTS (server-specific); empty = the server's default.")
+    voice_max_seconds: float = Field(60, gt=0, le=600, description="Longest voice question accepted.")
+    voice_max_bytes: int = Field(2_000_000, ge=1024, le=50_000_000, description="Largest voice upload accepted.")
+    voice_max_spoken_chars: int = Field(600, ge=50, le=5000, description="Spoken answers are cut to about this length.")
+    voice_timeout: float = Field(30.0, gt=0, le=600, description="Seconds for an ASR/TTS server call.")
+
     # Deployment and observability (issue 7)
     chroma_url: str | None = Field(
         None, description="Chroma server, e.g. http://chroma:8000; unset = the embedded store in data_dir/index."
@@ -151,6 +168,19 @@ class Settings(BaseSettings):
         if value != "none" and not (provider and model.strip()):
             raise ValueError("must be 'none' or '<provider>:<model>', e.g. 'openai:gpt-4o-mini' or 'ollama:llama3.2'")
         return value
+
+    @field_validator("asr", "tts")
+    @classmethod
+    def _check_voice_backend(cls, value: str, info) -> str:
+        value = value.strip()
+        provider, _, model = value.partition(":")
+        ok = {"asr": ("faster-whisper", "openai"), "tts": ("openai",)}[info.field_name]
+        if value in ("", "none") or (info.field_name == "tts" and value == "espeak-ng") \
+                or (provider in ok and model.strip()):
+            return value
+        allowed = "'faster-whisper:<model or path>' or 'openai:<model>'" if info.field_name == "asr" \
+            else "'espeak-ng' or 'openai:<model>'"
+        raise ValueError(f"must be empty, 'none', {allowed}")
 
     @field_validator("log_level")
     @classmethod
