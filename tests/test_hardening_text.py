@@ -203,7 +203,7 @@ def _any_text(max_chars: int) -> st.SearchStrategy[str]:
     )
 
 
-@hsettings(max_examples=40, deadline=None, database=None,
+@hsettings(max_examples=100, deadline=None, database=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                   HealthCheck.data_too_large])
 @given(data=st.data())
