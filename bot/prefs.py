@@ -1,4 +1,5 @@
-"""Per-chat preferences (the answer language fixed with /lingua), in the conversation store's database.
+"""Per-chat preferences (the answer language fixed with /lingua, spoken replies with /voce), in the
+conversation store's database.
 
 A chat's session expires after idle time, but a language chosen with /lingua must not: it lives
 in its own small table, keyed like the sessions (`telegram:<chat_id>`).
@@ -33,3 +34,16 @@ class ChatPreferences:
         except UnknownSession:  # pragma: no cover - open_session by key always returns a session
             return
         self.store.set_language(opened.session.id, language)
+
+    def spoken_replies(self, key: str) -> bool:
+        """Whether a voice question in this chat also gets a voice note (default on; /voce off turns it off)."""
+        with self.Session() as db:
+            row = db.get(ChatPreference, key)
+            return row is None or row.spoken_replies is None or row.spoken_replies
+
+    def set_spoken_replies(self, key: str, on: bool) -> None:
+        with self.Session() as db:
+            row = db.get(ChatPreference, key) or ChatPreference(key=key)
+            row.spoken_replies = on
+            db.add(row)
+            db.commit()

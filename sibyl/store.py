@@ -58,11 +58,13 @@ class Feedback(Base):
 
 
 class ChatPreference(Base):
-    """A Telegram chat's answer language fixed with /lingua: unlike its sessions, it never expires."""
+    """A Telegram chat's answer language fixed with /lingua (and /voce): unlike its sessions, it never expires."""
 
     __tablename__ = "telegram_chats"
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     language: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    # /voce on|off (issue 16); None = the default: a voice question also gets a spoken answer.
+    spoken_replies: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
