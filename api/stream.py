@@ -3,7 +3,9 @@
 Events: `token` (data: a piece of model text, JSON string) while a language model writes, then one
 `final` (data: the same object /api/chat returns: answer, sources, mode, session_id, message_id...).
 The final answer is the checked one: when the streamed text fails the grounding checks it is the
-extractive answer, and the client must show it instead of the streamed text. Without a model there
+extractive answer (`mode: "extractive"`), when some of its sentences are not supported by the sources
+they cite it is the model text without them (`mode: "llm-trimmed"`), and the client must show it
+instead of the streamed text. Without a model there
 are no token events. A failure after the stream started is one `error` event ({detail, code}).
 
 The reply runs through the same ConversationService as /api/chat (follow-ups, storage, metrics);
@@ -81,5 +83,6 @@ def start_stream(body: ChatRequest, conversation: ConversationDep) -> ChatStream
 
 @router.post("/chat/stream", response_class=EventSourceResponse, dependencies=[RateLimit])
 def chat_stream(stream: Annotated[ChatStream, Depends(start_stream)]) -> Iterator[ServerSentEvent]:
-    """Like /api/chat, as server-sent events: `token`* then `final` (the checked answer; it replaces the tokens)."""
+    """Like /api/chat, as server-sent events: `token`* then `final` (the checked answer, `mode` llm, llm-trimmed
+    or extractive; it replaces the tokens)."""
     yield from stream.events()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sibyl.settings import Settings
 
-REASONS = [("repeats the instructions", "echoed the prompt"), ("no citation", "no citation"), ("cites sources not given", "bad citation"),
+REASONS = [("unsupported sentences", "unsupported claims"),
+           ("repeats the instructions", "echoed the prompt"), ("no citation", "no citation"), ("cites sources not given", "bad citation"),
            ("numbers not in", "number not in sources"), ("answer is in", "wrong language"),
            ("empty answer", "empty"), ("Timeout", "timeout"), ("Connection", "connection error")]
 
@@ -44,6 +45,7 @@ def _measure(settings: Settings, rows: list[dict]) -> dict:
                         "reason": outcome.reason if outcome else None})
     called = [r for r in results if r["called"]]
     passed = [r for r in called if r["mode"] == "llm"]
+    trimmed = [r for r in called if r["mode"] == "llm-trimmed"]
     fell = [r for r in called if r["mode"] == "extractive"]
     lat = sorted(r["seconds"] for r in called) or [0.0]
     return {
@@ -53,6 +55,7 @@ def _measure(settings: Settings, rows: list[dict]) -> dict:
         "latency_p95_s": round(lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))], 2),
         "passed": len(passed), "passed_share": round(len(passed) / max(1, len(called)), 3),
         "declined": sum(1 for r in passed if not r["answered"]),
+        "trimmed": len(trimmed),
         "fell_back": len(fell), "fell_back_share": round(len(fell) / max(1, len(called)), 3),
         "fallback_reasons": dict(Counter(_reason_kind(r["reason"]) for r in fell)),
         "results": results,
@@ -97,6 +100,7 @@ def run_bench_llm(settings: Settings, questions: Path | None = None, local: bool
         f"p95 {report['latency_p95_s']} s",
         f"passed the checks: {report['passed']}/{report['model_calls']} ({report['passed_share']:.0%}, "
         f"of which {report['declined']} said they don't know)",
+        f"shown without their unsupported sentences (llm-trimmed): {report['trimmed']}/{report['model_calls']}",
         f"fell back to the extractive answer: {report['fell_back']}/{report['model_calls']} "
         f"({report['fell_back_share']:.0%}) {report['fallback_reasons']}",
     ]
@@ -106,3 +110,48 @@ def run_bench_llm(settings: Settings, questions: Path | None = None, local: bool
             lines += [f"model wrote (rejected: {ex['reason']}):", (ex["model_text"] or "").strip(), "shown instead:"]
         lines.append(ex["answer"])
     return "\n".join(lines)
+
+
+def run_bench_checks(settings: Settings, cases_file: Path | None = None, rounds: int = 5) -> str:
+    """The sentence support check alone (no model) over a labelled set of model replies: ms per answer
+    (first pass: source lines analysed and embedded; later passes: cached), inventions shown, paraphrases kept."""
+    from retrieval.llm import LLMAnswerer
+    from retrieval.pipeline import Pipeline
+    from retrieval.support import Passage
+
+    cases_file = cases_file or Path(__file__).resolve().parents[1] / "tests" / "data" / "support_cases.jsonl"
+    cases = [json.loads(line) for line in cases_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pipeline = Pipeline.open(settings)
+    answerer = LLMAnswerer(None, settings)  # type: ignore[arg-type] - only the checker is used
+    records = pipeline.index.records
+    cold: list[float] = []
+    warm: list[float] = []
+    shown = kept = faithful = 0
+    for round_ in range(rounds):
+        for case in cases:
+            passages = [Passage(i, pid, records[pid]["text"], records[pid]["metadata"].get("language", "it"))
+                        for i, pid in enumerate(case["passages"], 1)]
+            sentences = [s for s, _ in case["sentences"]]
+            text = "".join(s + ("\n" if s.endswith(":") else " ") for s in sentences)
+            if case.get("layout") == "bullets":
+                text = sentences[0] + "\n" + "\n".join("- " + s for s in sentences[1:])
+            started = time.perf_counter()
+            report = answerer.checker(case["lang"]).check(text.strip(), passages, case["question"])
+            (cold if round_ == 0 else warm).append((time.perf_counter() - started) * 1000)
+            if round_ == 0:
+                left = report.kept_text() if report.answers or report.points_to_urp else ""
+                for sentence, label in case["sentences"]:
+                    shown += label == "bad" and sentence in left
+                    faithful += label == "ok"
+                    kept += label == "ok" and sentence in left
+    warm = sorted(warm) or [0.0]
+    cold = sorted(cold)
+    return "\n".join([
+        f"support check over {len(cases)} labelled answers ({cases_file}), {rounds} passes",
+        f"first pass (source lines analysed + embedded): p50 {statistics.median(cold):.1f} ms, "
+        f"max {cold[-1]:.1f} ms per answer",
+        f"cached passages: p50 {statistics.median(warm):.1f} ms, p95 {warm[int(0.95 * (len(warm) - 1))]:.1f} ms "
+        f"per answer",
+        f"invented sentences shown: {shown}; faithful sentences kept: {kept}/{faithful} "
+        f"({kept / max(1, faithful):.0%})",
+    ])

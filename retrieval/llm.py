@@ -18,8 +18,10 @@ import prompts
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
+from retrieval import support
 from retrieval.answer import Answer, source_label
 from retrieval.grounding import GroundingResult, check
+from retrieval.support import Passage, SupportChecker, SupportReport
 from sibyl.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,12 +111,42 @@ class Outcome:
     reason: str | None
     seconds: float
     check: GroundingResult | None = None
+    support: SupportReport | None = None
+
+
+def fixed_phrases(language: str) -> list[str]:
+    """Texts from prompts/ a sentence may repeat without a citation: the leads, the URP pointer, the
+    abstention and the model's own "I don't know, ask the URP" rule."""
+    system = templates(language)["system"]
+    rule = next((line for line in system.splitlines() if "URP" in line or "{urp}" in line), "")
+    urp = prompts.text(language, "urp_contact")
+    return [prompts.text(language, "lead"), prompts.text(language, "lead_single"), urp, rule.replace("{urp}", urp),
+            *(prompts.text(language, key, urp=urp) for key in ("abstain", "out_of_scope", "injection"))]
 
 
 class LLMAnswerer:
+    # One support checker per (embedding backend, answer language) and process: the analysed and
+    # embedded source lines are cached there, so they are shared by every answerer.
+    _checkers: dict[tuple[str, str], SupportChecker] = {}
+
     def __init__(self, model: BaseChatModel, settings: Settings) -> None:
         self.model = model
         self.settings = settings
+        self.log_messages = bool(getattr(settings, "log_messages", False))
+
+    def checker(self, language: str) -> SupportChecker:
+        """The sentence support check for one answer language (e5 from the configured embedding backend)."""
+        key = (self.settings.embedding, language)
+        if key not in self._checkers:
+            from retrieval.embeddings import get_embeddings
+
+            embeddings = get_embeddings(self.settings.embedding, self.settings.embedding_threads)
+            checker = SupportChecker(embeddings, support.default_translator(), fixed_phrases(language))
+            same_model = [c for (spec, _), c in self._checkers.items() if spec == key[0]]
+            if same_model:
+                checker._cache = same_model[0]._cache  # passages analysed once, whatever the answer language
+            self._checkers[key] = checker
+        return self._checkers[key]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LLMAnswerer | None":
@@ -182,21 +214,47 @@ class LLMAnswerer:
                        instructions(extractive.language))
         if not result.ok:
             return self._fallback(extractive, text, f"grounding check failed: {result.reason}", started, result)
+        passages = [Passage(s.n, s.id, s.text, s.metadata.get("language", "it")) for s in extractive.sources]
+        report = self.checker(extractive.language).check(text, passages, question)
+        evidence = {**(extractive.evidence or {}), "support": report.to_dict()}
+        dropped = report.unsupported
+        shown, mode = text, "llm"
+        if dropped:
+            still = report.points_to_urp if result.declined else report.answers
+            self._log_dropped(report, "trimmed" if still else "extractive")
+            support.notify(len(dropped), extractive.language, "trimmed" if still else "extractive")
+            if not still:
+                return self._fallback(replace(extractive, evidence=evidence), text,
+                                      f"unsupported sentences: {len(dropped)} of {len(report.sentences)}",
+                                      started, result, report)
+            shown, mode = report.kept_text(), "llm-trimmed"
         if result.declined:
-            answer = replace(extractive, answered=False, answer=text, sources=[], mode="llm")
+            answer = replace(extractive, answered=False, answer=shown, sources=[], mode=mode, evidence=evidence)
         else:
             footer = [prompts.text(extractive.language, "sources_heading") + ":"]
             footer += [f"[{s.n}] {source_label(s, extractive.language)}" for s in extractive.sources]
-            answer = replace(extractive, answer=text + "\n\n" + "\n".join(footer), mode="llm")
+            answer = replace(extractive, answer=shown + "\n\n" + "\n".join(footer), mode=mode, evidence=evidence)
         seconds = time.monotonic() - started
-        log.info("llm answer accepted in %.2f s (cited %s%s)", seconds, sorted(set(result.cited)),
-                 ", declined" if result.declined else "")
-        return Outcome(answer, text, None, seconds, result)
+        log.info("llm answer accepted in %.2f s (cited %s%s, %s)", seconds, sorted(set(result.cited)),
+                 ", declined" if result.declined else "", mode)
+        return Outcome(answer, text, None, seconds, result, report)
+
+    def _log_dropped(self, report: SupportReport, outcome: str) -> None:
+        """Which sentences failed and why; their words only when message logging is on (SIBYL_LOG_MESSAGES)."""
+        dropped = report.unsupported
+        log.warning("llm answer: %d of %d sentences unsupported (%s), %s", len(dropped), len(report.sentences),
+                    ", ".join(sorted({s.reason or "?" for s in dropped})),
+                    "dropped" if outcome == "trimmed" else "extractive answer shown")
+        if self.log_messages:
+            for s in dropped:
+                log.warning("unsupported sentence (%s, coverage %s, similarity %s): %s", s.reason, s.coverage,
+                            s.similarity, s.text)
 
     def _fallback(self, extractive: Answer, text: str, reason: str, started: float,
-                  result: GroundingResult | None = None) -> Outcome:
+                  result: GroundingResult | None = None, report: SupportReport | None = None) -> Outcome:
         log.warning("llm answer replaced by the extractive answer: %s", reason)
-        return Outcome(replace(extractive, mode="extractive"), text, reason, time.monotonic() - started, result)
+        return Outcome(replace(extractive, mode="extractive"), text, reason, time.monotonic() - started, result,
+                       report)
 
     # --- follow-ups ------------------------------------------------------------------------
     def condense(self, question: str, history: list[tuple[str, str]], language: str) -> str | None:

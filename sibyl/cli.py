@@ -193,6 +193,9 @@ def cmd_bench_llm(args) -> int:
     bench_llm = _devtool("bench_llm")
 
     try:
+        if args.checks:
+            print(bench_llm.run_bench_checks(_settings(args), Path(args.file) if args.file else None))
+            return 0
         print(bench_llm.run_bench_llm(_settings(args), Path(args.file) if args.file else None, local=args.local,
                                       as_json=args.json, limit=args.limit))
     except ValueError as exc:
@@ -419,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="start the bundled Gemma 3 270M server on loopback")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--checks", action="store_true", help="no model: time the sentence support check over a labelled "
+                   "set (default tests/data/support_cases.jsonl), ms per answer, inventions shown, paraphrases kept")
     p.set_defaults(func=cmd_bench_llm)
 
     p = sub.add_parser("serve", help="serve the HTTP API and the web chat (builds the index on first start)")

@@ -38,6 +38,10 @@ INDEX_CHUNKS = Gauge("sibyl_index_chunks", "Chunks in the index generation this 
 INDEX_DOCUMENTS = Gauge("sibyl_index_documents", "Documents in the index generation this process serves.")
 INDEX_BUILD_SECONDS = Gauge("sibyl_index_build_seconds", "How long the served generation took to ingest.")
 INDEX_LOADED_AT = Gauge("sibyl_index_loaded_timestamp_seconds", "When this process loaded its index generation.")
+LLM_UNSUPPORTED = Counter("sibyl_llm_unsupported_sentences",
+                          "Model-answer sentences not supported by the sources they cite, by language and by what "
+                          "was shown instead (outcome: trimmed = the rest of the model answer, extractive = the "
+                          "extractive answer).", ["language", "outcome"])
 INGEST_DURATION = Histogram("sibyl_ingest_duration_seconds", "Ingests (re-indexing) run by this process.",
                             buckets=(1, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600))
 
@@ -53,6 +57,18 @@ def index_loaded(manifest: dict) -> None:
 
 def ingest_finished(seconds: float) -> None:
     INGEST_DURATION.observe(seconds)
+
+
+def _count_unsupported(dropped: int, language: str, outcome: str) -> None:
+    LLM_UNSUPPORTED.labels(language if language in ("it", "en") else "other", outcome).inc(dropped)
+
+
+def watch_llm_support() -> None:
+    """Count the sentences the LLM support check drops (retrieval.support calls back; it imports nothing of ours)."""
+    from retrieval import support
+
+    if _count_unsupported not in support.listeners:
+        support.listeners.append(_count_unsupported)
 
 
 # --- logging ------------------------------------------------------------------------------------
@@ -103,6 +119,7 @@ def configure_logging(settings=None, stream=None) -> None:
     """JSON (or plain text) lines for our loggers and every library's, at the configured level."""
     global _log_messages, _configured
     _configured = True
+    watch_llm_support()
     level = getattr(settings, "log_level", "INFO")
     fmt = getattr(settings, "log_format", "json")
     _log_messages = bool(getattr(settings, "log_messages", False))

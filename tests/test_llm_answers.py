@@ -64,11 +64,17 @@ def a_number(text: str) -> str:
     return NUMBER.findall(text)[0]
 
 
+def body_sentence(source: Source) -> str:
+    """The first body line of a passage, up to its first full stop: a claim the passage supports as it is."""
+    line = next(line for line in source.text.split("\n")[2:] if re.search(r"[a-z]", line))
+    return line.lstrip("-•· ").split(". ")[0].rstrip(" .")
+
+
 def grounded_reply(extractive: Answer) -> str:
-    """An Italian reply that cites sources 1 and 2 and repeats a number source 1 really contains."""
-    return (f"Il Comune indica tra i suoi obiettivi la mobilità sostenibile, con riferimento al valore "
-            f"{a_number(extractive.sources[0].text)} riportato nel documento [1]. "
-            f"Sono previste anche altre attività per la mobilità della città [2].")
+    """An Italian reply that cites sources 1 and 2, faithful to both, with a number source 1 really contains."""
+    first, second = extractive.sources[:2]
+    return (f"Secondo il documento {first.title} ({a_number(first.text)}): {body_sentence(first)} [1]. "
+            f"{body_sentence(second)} [2].")
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -170,8 +176,11 @@ def test_failed_check_falls_back_to_the_extractive_answer(pipeline, with_llm, it
 
 def test_english_answer_over_italian_sources(pipeline, with_llm):
     extractive = pipeline.extractive(EN_QUESTION)
-    reply = (f"The City of Lecce lists sustainable mobility among its goals; the document reports the value "
-             f"{a_number(extractive.sources[0].text)} [1].")
+    from retrieval.support import default_translator
+
+    english = default_translator()(body_sentence(extractive.sources[0]))  # the reviewed English of a source line
+    assert english, "the first source line has no approved English translation"
+    reply = f"In {a_number(extractive.sources[0].text)}, the document says: {english} [1]."
     with_llm(fake(reply))
     answer = pipeline.ask(EN_QUESTION)
     assert answer.mode == "llm" and answer.language == "en" and "\nSources:\n[1] " in answer.answer

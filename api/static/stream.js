@@ -3,8 +3,9 @@
  * Loaded after chat.js; replaces window.Sibyl.transport.requestAnswer(payload, onProgress) with a
  * version that calls onProgress(partialText) for each model token and resolves to the `final` event's
  * object, which is the same object /api/chat returns. That final answer is the checked one: when the
- * streamed text failed the grounding checks it is the extractive answer, so the page must show the
- * final object, never the streamed text. No build step, no dependency.
+ * streamed text failed the grounding checks it is the extractive answer (mode "extractive"), and when
+ * some of its sentences were not supported by their sources it is the model text without them (mode
+ * "llm-trimmed"), so the page must show the final object, never the streamed text. No build step.
  */
 (function () {
   "use strict";
@@ -50,6 +51,7 @@
             if (onProgress) onProgress(text);
           } else if (ev.name === "final") {
             reader.cancel().catch(function () {});
+            // The checked answer: the page replaces the streamed text with it, whatever its mode.
             return ev.data;
           } else if (ev.name === "error") {
             throw new ApiError(500, ev.data.code || "internal_error", ev.data.detail);
