@@ -401,8 +401,15 @@ class Composer:
                                   for d in marked)
                 return t(language, "lead_planned_year", year=analysis.year, items=items), []
             return t(language, "lead_planned_year_none", planned=short(planned.text)), []
+        if done is not None:  # "still planned" only for a plan item about the same thing as the result
+            related = [d for d in drafts if d.kind == "planned"
+                       and near_duplicate(content_words(d.text), content_words(done.text), 0.3)]
+            planned_same = max(related, key=lambda d: d.score, default=None)
+        else:
+            planned_same = planned
         if (analysis.has("status") or analysis.has("yesno")) and (planned or done):
-            if planned and done:
+            if planned_same and done:
+                planned = planned_same
                 return t(language, "lead_partly", done=short(done.text), planned=short(planned.text),
                          pct=format_percent(done.realised, language) if done.realised is not None else "–"), []
             if done and done.realised is not None:
