@@ -1,87 +1,21 @@
-"""Per-process shared state (one pipeline, one store, one conversation service) and its dependencies.
-
-The lifespan in api.app builds a `Services` once; endpoints receive its parts through `Depends`,
-so tests and other channels can build the same objects without the web layer.
-"""
+"""The API's dependencies: the process's services (sibyl.services, built once by the app's lifespan)
+and their parts through `Depends`, the client key and the per-client rate limit."""
 
 from __future__ import annotations
 
-import functools
-import math
-import os
-import time
-from dataclasses import dataclass, field
-from typing import Annotated, Callable, TypeVar
+from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request
-from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import HTTPConnection
 
 from retrieval.pipeline import Pipeline
 from sibyl.conversation import ConversationService
+from sibyl.ratelimit import RateLimited
+from sibyl.services import Services
 from sibyl.settings import Settings
 from sibyl.store import Store
 
-
-class RateLimited(Exception):
-    """The client sent more requests than the configured limit allows."""
-
-    def __init__(self, retry_after: int, limit: str) -> None:
-        super().__init__(limit)
-        self.retry_after = retry_after
-        self.limit = limit
-
-
-class ClientRateLimiter:
-    """Per-client moving-window limits (the `limits` library); memory:// or a shared redis:// storage."""
-
-    def __init__(self, spec: str, storage_uri: str = "memory://") -> None:
-        self.items: list[RateLimitItem] = parse_many(spec) if spec.strip() else []
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri)) if self.items else None
-
-    def check(self, key: str) -> None:
-        if self.limiter is None:
-            return
-        for item in self.items:
-            if not self.limiter.test(item, "sibyl-api", key):
-                reset_at, _ = self.limiter.get_window_stats(item, "sibyl-api", key)
-                raise RateLimited(max(1, math.ceil(reset_at - time.time())), str(item))
-        for item in self.items:
-            self.limiter.hit(item, "sibyl-api", key)
-
-
-T = TypeVar("T")
-
-
-@dataclass
-class Services:
-    settings: Settings
-    pipeline: Pipeline
-    store: Store
-    conversation: ConversationService
-    rate_limiter: ClientRateLimiter
-    # Answering is CPU-bound: a few threads per process (not the default 40) keep the GIL from
-    # thrashing under load, and the rest wait in order, which keeps tail latency close to the median.
-    cpu_limiter: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1))))
-
-    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        """Run blocking pipeline/store work off the event loop, within the CPU limiter."""
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.cpu_limiter)
-
-    @classmethod
-    def build(cls, settings: Settings) -> "Services":
-        """Slow (loads the index, builds it if missing): call once per process, off the event loop."""
-        pipeline = Pipeline.open(settings)
-        store = Store.from_settings(settings)
-        return cls(settings, pipeline, store, ConversationService(pipeline, store),
-                   ClientRateLimiter(settings.rate_limit, settings.rate_limit_storage))
-
-    def close(self) -> None:
-        self.store.engine.dispose()
+__all__ = ["RateLimited", "Services", "client_key", "rate_limit"]  # RateLimited: for the error handlers
 
 
 # The dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in the

@@ -1,7 +1,8 @@
 """Webhook mode: the FastAPI app receives Telegram's updates at POST /telegram/webhook.
 
 Active only when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET).
-The router's lifespan starts the same Application as `sibyl telegram`, minus the poller, and
+`install(app)` mounts the route (sibyl.server does it for `sibyl serve`; api/ never imports bot/). The
+router's lifespan starts the same Application as `sibyl telegram`, minus the poller, on the app's services, and
 registers the webhook in the background, retrying with backoff while Telegram is unreachable (the web chat
 starts anyway; /readyz shows the state); Telegram's X-Telegram-Bot-Api-Secret-Token header authenticates
 each call.
@@ -28,18 +29,12 @@ PATH = "/telegram/webhook"
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts as secret_token
 
 
-def _service(app: FastAPI, settings):
-    """The API's conversation service (api.deps.Services, built by the app's lifespan), else our own."""
+def _service(app: FastAPI):
+    """The conversation service of the app's services (sibyl.services, built by the app's lifespan)."""
     services = getattr(app.state, "services", None)
-    for found in (getattr(app.state, "telegram_service", None), getattr(services, "conversation", None)):
-        if found is not None and hasattr(found, "reply"):
-            return found
-    from retrieval.pipeline import Pipeline
-    from sibyl.conversation import ConversationService
-    from sibyl.store import Store
-
-    pipeline = getattr(app.state, "pipeline", None) or Pipeline.open(settings)
-    return ConversationService(pipeline, Store.from_settings(settings))
+    if services is None:
+        raise RuntimeError("the webhook needs the app's services (sibyl.services.build_services) in app.state")
+    return services.conversation
 
 
 @dataclass
@@ -91,9 +86,7 @@ async def register_until_done(app: FastAPI, application, url: str, secret: str, 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    from sibyl.settings import get_settings
-
-    settings = getattr(app.state, "settings", None) or get_settings()
+    settings = app.state.settings
     app.state.telegram = None
     app.state.telegram_webhook = None
     if not settings.telegram_webhook_url:
@@ -104,7 +97,7 @@ async def lifespan(app: FastAPI):
         raise RuntimeError("TELEGRAM_WEBHOOK_SECRET must be set: 1-256 characters A-Z, a-z, 0-9, _ or -")
     from bot.app import build_application
 
-    application = build_application(settings, _service(app, settings))
+    application = build_application(settings, _service(app))
     app.state.telegram_secret = secret
     state = app.state.telegram_webhook = WebhookState()
     registering = asyncio.create_task(
@@ -124,6 +117,12 @@ async def lifespan(app: FastAPI):
 
 
 router = APIRouter(lifespan=lifespan)
+
+
+def install(app: FastAPI) -> None:
+    """Mount POST /telegram/webhook (active when TELEGRAM_WEBHOOK_URL is set) on an app whose lifespan
+    puts the services in app.state (api.app.create_app; sibyl.server does this)."""
+    app.include_router(router)
 
 
 @router.post(PATH, include_in_schema=False)

@@ -45,6 +45,21 @@ class Chunk:
         return meta
 
 
+def is_prose(section: str) -> bool:
+    """Prose pages number their sections "§1", "§2": their text repeats only the title, not the section."""
+    return section.startswith("§")
+
+
+def head_size(section: str) -> int:
+    """Lines a passage's text starts with before its body: the title, plus the section for structured rows."""
+    return 1 if is_prose(section) else 2
+
+
+def body_lines(text: str, section: str) -> list[str]:
+    """A passage's body: its text without the title (and section) lines it starts with (retrieval.corpus)."""
+    return text.split("\n")[head_size(section):]
+
+
 def slug(text: str) -> str:
     keep = [c.lower() if c.isalnum() else "-" for c in text]
     out = "".join(keep)

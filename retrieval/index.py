@@ -29,15 +29,14 @@ import chromadb
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
-from retrieval.chunks import Chunk
+from retrieval.chunks import Chunk, body_lines, is_prose
+from retrieval.config import NO_HOOKS, ConfigSource, RetrievalConfig, RetrievalHooks, as_config
 from retrieval.corpus import load_corpus
 from retrieval.embeddings import embedding_id, get_embeddings
 from retrieval.ingest_lock import IngestLock
 from retrieval.language import detect_language
 from retrieval.lexical import LexicalIndex
 from retrieval.progress import ProgressFn, quiet_libraries
-from sibyl import observability
-from sibyl.settings import Settings
 
 log = logging.getLogger(__name__)
 quiet_libraries()  # after bm25s's import, which sets its logger to DEBUG
@@ -65,36 +64,38 @@ class IngestResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def chroma_client(settings: Settings):
-    if settings.chroma_url:
-        url = urlsplit(settings.chroma_url)
-        token = settings.chroma_token.get_secret_value() if settings.chroma_token else ""
+def chroma_client(source: ConfigSource):
+    config = as_config(source)
+    if config.chroma_url:
+        url = urlsplit(config.chroma_url)
+        token = config.chroma_token or ""
         return chromadb.HttpClient(
             host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80), ssl=url.scheme == "https",
             headers={"Authorization": f"Bearer {token}"} if token else None,
             settings=ChromaSettings(anonymized_telemetry=False),
         )
-    path = settings.index_dir / "chroma"
+    path = config.index_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
 
 
 class IndexStore:
-    def __init__(self, settings: Settings, client=None) -> None:
-        self.settings = settings
-        self.root = settings.index_dir
+    def __init__(self, config: ConfigSource, client=None, hooks: RetrievalHooks = NO_HOOKS) -> None:
+        self.config: RetrievalConfig = as_config(config)
+        self.root = self.config.index_dir
         self._client = client
+        self.hooks = hooks
 
     @property
     def client(self):
         if self._client is None:
-            self._client = chroma_client(self.settings)
+            self._client = chroma_client(self.config)
         return self._client
 
     @property
     def shared(self) -> bool:
         """With a Chroma server, replicas on other machines must agree on the generation: the pointer lives there."""
-        return bool(self.settings.chroma_url)
+        return bool(self.config.chroma_url)
 
     # --- pointer -------------------------------------------------------------------------
     def current(self) -> dict | None:
@@ -126,9 +127,9 @@ class IndexStore:
     def lock(self, on_wait=None, timeout: float | None = None) -> IngestLock:
         """The one-writer lock of this index (file lock; plus a lease in the server when shared)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return IngestLock(self.root, self.settings.ingest_lock_timeout if timeout is None else timeout,
+        return IngestLock(self.root, self.config.ingest_lock_timeout if timeout is None else timeout,
                           client=self.client if self.shared else None,
-                          lease_seconds=self.settings.ingest_lease_seconds, on_wait=on_wait)
+                          lease_seconds=self.config.ingest_lease_seconds, on_wait=on_wait)
 
     def ingest(self, corpus_dir: Path | None = None, force: bool = False, progress: ProgressFn | None = None,
                on_wait=None) -> IngestResult:
@@ -140,15 +141,15 @@ class IndexStore:
         with self.lock(on_wait) as lock:
             if progress is not None:
                 progress(0, 0)  # the lock is ours: no longer waiting, nothing embedded yet
-            return self._ingest(Path(corpus_dir or self.settings.corpus_dir), force, progress, lock)
+            return self._ingest(Path(corpus_dir or self.config.corpus_dir), force, progress, lock)
 
     def _ingest(self, corpus_dir: Path, force: bool, progress: ProgressFn | None, lock: IngestLock) -> IngestResult:
         started = time.perf_counter()
-        fallback = self.settings.default_language
+        fallback = self.config.default_language
         corpus = load_corpus(corpus_dir, detect_language=lambda text: detect_language(text, fallback))
         if not corpus.chunks:
             raise ValueError(f"no readable documents in {corpus_dir}")
-        model_id = embedding_id(self.settings.embedding)
+        model_id = embedding_id(self.config.embedding)
         digest = corpus_digest(corpus.chunks, model_id)
         current = self.current()
         if current and not force and current.get("digest") == digest and self._collection_exists(current):
@@ -172,7 +173,7 @@ class IndexStore:
             log.info("embedding %d chunks (%d reused)", len(todo), len(reused))
             if progress is not None:
                 progress(0, len(todo))
-            embeddings = get_embeddings(self.settings.embedding, self.settings.embedding_threads)
+            embeddings = get_embeddings(self.config.embedding, self.config.embedding_threads)
             for start in range(0, len(todo), BATCH):
                 batch = todo[start : start + BATCH]
                 vectors = embeddings.embed_documents([embedding_text(c) for c in batch])
@@ -202,7 +203,7 @@ class IndexStore:
         lock.check()  # a lost Chroma lease: another replica is building, do not switch under it
         self._switch(manifest)
         self._cleanup(keep={generation, current["generation"] if current else ""})
-        observability.ingest_finished(seconds)
+        self.hooks.ingest_finished(seconds)
         log.info("index generation %s built: %d chunks (%d embedded, %d reused) in %.1fs",
                  generation, len(corpus.chunks), len(todo), len(reused), seconds)
         return IngestResult(generation, True, len(corpus.chunks), len(todo), len(reused), seconds,
@@ -269,7 +270,7 @@ class IndexStore:
     def load(self) -> "LoadedIndex":
         manifest = self.current()
         if manifest is None:
-            where = self.settings.chroma_url if self.shared else self.root
+            where = self.config.chroma_url if self.shared else self.root
             raise IndexMissing(f"no index in {where}; run `sibyl ingest` first")
         gen_dir = self.generation_dir(manifest["generation"])
         collection = self.client.get_collection(manifest["collection"])
@@ -280,7 +281,7 @@ class IndexStore:
             for line in fh:
                 rec = json.loads(line)
                 records[rec["id"]] = rec
-        observability.index_loaded(manifest)
+        self.hooks.index_loaded(manifest)
         return LoadedIndex(
             manifest=manifest,
             collection=collection,
@@ -358,9 +359,8 @@ def embedding_text(chunk: Chunk) -> str:
     chunk), and a continuation part of a long objective repeats only the start of its statement.
     BM25 and the reader still get the full text.
     """
-    lines = chunk.text.split("\n")
-    prose = chunk.section.startswith("§")
-    head, body = ([chunk.title], lines[1:]) if prose else ([chunk.section], lines[2:])
+    head = [chunk.title] if is_prose(chunk.section) else [chunk.section]
+    body = body_lines(chunk.text, chunk.section)
     if chunk.metadata.get("level") == "area":
         body = [" ".join(line.split()[:10]) if line.startswith("- ") else line for line in body]
     elif _LATER_PART.search(chunk.section) and body:

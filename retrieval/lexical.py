@@ -36,8 +36,12 @@ ALL_STOPWORDS = STOPWORDS["it"] | STOPWORDS["en"]
 
 
 @lru_cache(maxsize=2)
-def _stemmer(language: str):
+def stemmer(language: str):
+    """The Snowball stemmer of one language ('it', else English), one per process (PyStemmer)."""
     return Stemmer.Stemmer("italian" if language == "it" else "english")
+
+
+_stemmer = stemmer  # the old private name, until every importer uses stemmer()
 
 
 def words(text: str) -> list[str]:
@@ -47,7 +51,7 @@ def words(text: str) -> list[str]:
 def analyze(text: str, language: str) -> list[str]:
     """Tokens for a passage: folded, stopwords dropped, stemmed in the passage's language."""
     toks = [t for t in words(text) if t not in ALL_STOPWORDS and (len(t) > 1 or t.isdigit())]
-    return _stemmer(language).stemWords(toks)
+    return stemmer(language).stemWords(toks)
 
 
 def query_words(text: str) -> list[str]:
@@ -58,8 +62,8 @@ def query_words(text: str) -> list[str]:
 def analyze_query(text: str) -> list[str]:
     """A question may be in either language and meets passages in both: stem it both ways."""
     toks = [t for t in query_words(text) if t not in ALL_STOPWORDS and (len(t) > 1 or t.isdigit())]
-    it = _stemmer("it").stemWords(toks)
-    en = _stemmer("en").stemWords(toks)
+    it = stemmer("it").stemWords(toks)
+    en = stemmer("en").stemWords(toks)
     out: list[str] = []
     for a, b in zip(it, en):
         out.append(a)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from retrieval.config import ConfigSource, as_config
 from retrieval.glossary import Expansion, expand
 from retrieval.index import LoadedIndex
 from retrieval.lexical import analyze_query
-from sibyl.settings import Settings
 
 
 @dataclass
@@ -55,9 +55,9 @@ class Filters:
 
 
 class HybridRetriever:
-    def __init__(self, index: LoadedIndex, embeddings: Embeddings, settings: Settings) -> None:
+    def __init__(self, index: LoadedIndex, embeddings: Embeddings, config: ConfigSource) -> None:
         self.index = index
-        self.settings = settings
+        self.config = as_config(config)
         self.embeddings = embeddings
         self._query_cache: OrderedDict[str, list[float]] = OrderedDict()
 
@@ -72,13 +72,13 @@ class HybridRetriever:
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                expansion: Expansion | None = None) -> list[Hit]:
-        k = k or self.settings.top_k
+        k = k or self.config.top_k
         filters = filters or Filters()
         expansion = expansion if expansion is not None else expand(query)
-        depth = max(self.settings.candidates, k)
+        depth = max(self.config.candidates, k)
 
         dense_query = query
-        if expansion.italian and self.settings.dense_expansion:
+        if expansion.italian and self.config.dense_expansion:
             # e5 is multilingual, but adding the documents' own wording anchors short English questions.
             dense_query = f"{query} ({'; '.join(expansion.italian[:3])})"
         # Ids and distances only: the passages are already in memory (index.records), and asking
@@ -102,11 +102,11 @@ class HybridRetriever:
         fused: dict[str, float] = {}
         dense_info = {cid: (rank, sim) for rank, (cid, sim) in enumerate(dense_ranked)}
         lex_info = {cid: (rank, sc) for rank, (cid, sc) in enumerate(lexical_ranked)}
-        rrf = self.settings.rrf_k
+        rrf = self.config.rrf_k
         for cid, (rank, _) in dense_info.items():
-            fused[cid] = fused.get(cid, 0.0) + self.settings.dense_weight / (rrf + rank + 1)
+            fused[cid] = fused.get(cid, 0.0) + self.config.dense_weight / (rrf + rank + 1)
         for cid, (rank, _) in lex_info.items():
-            fused[cid] = fused.get(cid, 0.0) + self.settings.lexical_weight / (rrf + rank + 1)
+            fused[cid] = fused.get(cid, 0.0) + self.config.lexical_weight / (rrf + rank + 1)
         best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
         hits = []
         for cid, score in best:

@@ -42,7 +42,3 @@ def clean(text: str) -> str:
 def strip_control(text: str) -> str:
     """Remove control characters (keeping newlines and tabs) and lone surrogates from untrusted input."""
     return _CONTROL.sub(" ", text)
-
-
-def contains_folded(haystack: str, needle: str) -> bool:
-    return fold(needle) in fold(haystack)

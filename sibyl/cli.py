@@ -39,11 +39,12 @@ def _settings(args):
 
 
 def _pipeline(settings):
-    """The loaded pipeline; builds the index first when there is none (and a corpus to build it from)."""
-    from retrieval.pipeline import Pipeline
+    """The loaded pipeline (sibyl.services.build_pipeline); builds the index first when there is none (and a
+    corpus to build it from)."""
+    from sibyl.services import build_pipeline
 
     _ensure_index(settings)
-    return Pipeline.open(settings, build_if_missing=False)
+    return build_pipeline(settings, build_if_missing=False)
 
 
 def _ensure_index(settings) -> None:
@@ -240,11 +241,11 @@ def cmd_telegram(args) -> int:
 
     configure_logging(settings)  # JSON lines like the API; the token is redacted there and in bot.logs
     logging.getLogger("sibyl.telegram").info("starting @%s by long polling", username)
-    from sibyl.conversation import ConversationService
-    from sibyl.store import Store
+    from sibyl.services import build_services
 
-    service = ConversationService(_pipeline(settings), Store.from_settings(settings))
-    run_polling(build_application(settings, service))
+    _ensure_index(settings)
+    services = build_services(settings, backoffice=False)  # the composition root, once: no console here
+    run_polling(build_application(settings, services.conversation))
     return 0
 
 
@@ -262,7 +263,7 @@ def cmd_serve(args) -> int:
     log_level = "info" if args.verbose else "warning"
     server = _server_options(settings)
     if workers == 1:
-        from api.app import create_app
+        from sibyl.server import create_app
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level, **server)
     else:  # each worker process rebuilds the settings from the environment
@@ -273,7 +274,7 @@ def cmd_serve(args) -> int:
         engine.dispose()
         os.environ["SIBYL_DATA_DIR"] = str(settings.data_dir)
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
-        uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=workers,
+        uvicorn.run("sibyl.server:create_app", factory=True, host=args.host, port=args.port, workers=workers,
                     log_level=log_level, **server)
     return 0
 

@@ -59,6 +59,13 @@ def ingest_finished(seconds: float) -> None:
     INGEST_DURATION.observe(seconds)
 
 
+def retrieval_hooks():
+    """The index metrics as callbacks for retrieval/ (which imports nothing of ours): pass to IndexStore/Pipeline."""
+    from retrieval.config import RetrievalHooks
+
+    return RetrievalHooks(index_loaded=index_loaded, ingest_finished=ingest_finished)
+
+
 def _count_unsupported(dropped: int, language: str, outcome: str) -> None:
     LLM_UNSUPPORTED.labels(language if language in ("it", "en") else "other", outcome).inc(dropped)
 

@@ -250,6 +250,25 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'sibyl.db'}"
 
+    def retrieval_config(self):
+        """The plain values retrieval/ needs (it never imports this module)."""
+        from retrieval.config import RetrievalConfig
+
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value else None
+
+        return RetrievalConfig(
+            index_dir=self.index_dir, corpus_dir=self.corpus_dir, data_dir=self.data_dir, embedding=self.embedding,
+            embedding_threads=self.embedding_threads, ingest_lock_timeout=self.ingest_lock_timeout,
+            ingest_lease_seconds=self.ingest_lease_seconds, chroma_url=self.chroma_url,
+            chroma_token=secret(self.chroma_token), index_poll_seconds=self.index_poll_seconds, top_k=self.top_k,
+            candidates=self.candidates, rrf_k=self.rrf_k, dense_weight=self.dense_weight,
+            lexical_weight=self.lexical_weight, dense_expansion=self.dense_expansion,
+            abstain_threshold=self.abstain_threshold, default_language=self.default_language,
+            max_question_chars=self.max_question_chars, llm=self.llm, llm_base_url=self.llm_base_url,
+            llm_api_key=secret(self.llm_api_key), llm_timeout=self.llm_timeout, llm_max_tokens=self.llm_max_tokens,
+            llm_temperature=self.llm_temperature, log_messages=self.log_messages)
+
 
 @lru_cache
 def get_settings() -> Settings:

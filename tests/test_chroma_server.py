@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY
 from retrieval.index import POINTER, POINTER_COLLECTION, IndexStore
 from retrieval.pipeline import Pipeline
 from retrieval.retriever import Filters
+from sibyl.observability import retrieval_hooks
+from sibyl.services import build_pipeline
 from sibyl.settings import Settings
 from tests.deploy_support import REPO, ChromaServer, free_port, sibyl_env
 
@@ -39,7 +41,7 @@ def replica_a(server, tmp_path_factory):
     settings = _settings(tmp_path_factory.mktemp("replica-a"), server)
     result = IndexStore(settings).ingest()
     assert result.changed and result.chunks > 50
-    return Pipeline.open(settings, build_if_missing=False)
+    return build_pipeline(settings, build_if_missing=False)  # as the app builds it: index metrics hooked in
 
 
 def test_ingest_puts_index_and_pointer_in_the_server(server, replica_a):
@@ -83,7 +85,7 @@ def test_reindex_from_one_replica_switches_every_replica(server, replica_a, tmp_
                               build_if_missing=False)
     old = replica_a.index.manifest["generation"]
     ingests = REGISTRY.get_sample_value("sibyl_ingest_duration_seconds_count") or 0
-    result = IndexStore(settings_b).ingest(force=True)
+    result = IndexStore(settings_b, hooks=retrieval_hooks()).ingest(force=True)  # the metrics, as services pass them
     assert result.changed and result.generation != old
     assert result.reused == result.chunks, "vectors of unchanged chunks are reused from the server"
     assert REGISTRY.get_sample_value("sibyl_ingest_duration_seconds_count") == ingests + 1

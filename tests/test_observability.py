@@ -140,7 +140,9 @@ def test_metrics_endpoint_in_prometheus_format(logs, pipeline, settings):
     assert metric(text, "sibyl_answers_total", channel="web", language="it", outcome="answered") == before_ok + 1
     assert metric(text, "sibyl_answers_total", channel="web", language="en", outcome="abstained") == before_no + 1
     assert metric(text, "sibyl_answers_total", channel="web", language="it", outcome="greeting") >= 1
-    manifest = IndexStore(settings).load().manifest  # loading sets the index gauges
+    from sibyl.observability import retrieval_hooks
+
+    manifest = IndexStore(settings, hooks=retrieval_hooks()).load().manifest  # loading sets the index gauges
     text = client.get("/metrics").text
     assert metric(text, "sibyl_index_chunks") == manifest["chunks"] > 0
     assert metric(text, "sibyl_index_documents") == len(manifest["documents"])

@@ -24,27 +24,25 @@ def peer():
     p.stop()
 
 
-def _app(settings, service) -> FastAPI:
-    from bot.webhook import router
+def _app(settings, pipeline) -> FastAPI:
+    """The webhook route alone, on services from the composition root (sharing the session's pipeline)."""
+    from bot.webhook import install
+    from sibyl.services import build_services
 
     app = FastAPI()
     app.state.settings = settings
-    app.state.telegram_service = service
-    app.include_router(router)
+    app.state.services = build_services(settings, pipeline=pipeline, backoffice=False)
+    install(app)
     return app
 
 
 @pytest.fixture(scope="module")
 def client(peer, settings, pipeline, tmp_path_factory):
-    from sibyl.conversation import ConversationService
-    from sibyl.store import Store
-
     db = tmp_path_factory.mktemp("webhook") / "bot.db"
     hooked = settings.model_copy(update={
         "telegram_bot_token": SecretStr(TOKEN), "telegram_api_base_url": peer.url, "telegram_webhook_url": HOOK,
         "telegram_webhook_secret": SecretStr(SECRET), "database_url": f"sqlite:///{db}"})
-    service = ConversationService(pipeline, Store.from_settings(hooked))
-    with TestClient(_app(hooked, service)) as c:
+    with TestClient(_app(hooked, pipeline)) as c:
         yield c
 
 
@@ -89,20 +87,27 @@ def test_malformed_update_is_a_400_and_the_bot_keeps_serving(client, peer):
     assert "comune.lecce.it" in peer.wait_sent(mark, chat_id=303)[0].result["text"]
 
 
-def test_route_is_404_when_webhook_mode_is_off(settings, pipeline):
-    from sibyl.conversation import ConversationService
-    from sibyl.store import Store
-
-    off = settings.model_copy(update={"telegram_webhook_url": None})
-    with TestClient(_app(off, ConversationService(pipeline, Store.from_settings(off)))) as c:
+def test_route_is_404_when_webhook_mode_is_off(settings, pipeline, tmp_path):
+    off = settings.model_copy(update={"telegram_webhook_url": None, "database_url": f"sqlite:///{tmp_path / 'off.db'}"})
+    with TestClient(_app(off, pipeline)) as c:
         r = c.post("/telegram/webhook", json={"update_id": 1}, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
     assert r.status_code == 404 and "TELEGRAM_WEBHOOK_URL" in r.json()["detail"]
 
 
-def test_the_api_app_includes_the_webhook_route(settings):
-    from api.app import create_app
+def test_the_served_app_includes_the_webhook_route(settings):
+    from sibyl.server import create_app
 
     client = TestClient(create_app(settings))  # no lifespan: webhook mode stays off
     r = client.post("/telegram/webhook", json={"update_id": 1}, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
     assert r.status_code == 404 and "TELEGRAM_WEBHOOK_URL" in r.json()["detail"]  # our route, not a missing one
     assert client.post("/telegram/nowhere", json={}).status_code in (404, 405)
+
+
+def test_the_api_alone_does_not_know_the_bot(settings):
+    """api/ and bot/ are adapters that never import each other: the webhook is mounted by sibyl.server."""
+    from api.app import create_app
+
+    client = TestClient(create_app(settings))
+    assert client.post("/telegram/webhook", json={}).status_code in (404, 405)
+    r = client.post("/telegram/webhook", json={}, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    assert "TELEGRAM_WEBHOOK_URL" not in r.text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -12,12 +11,14 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.deps import ClientRateLimiter, client_key
+from api.deps import client_key
 from api.operator import present
 from api.operator.present import strings, t
 from sibyl.backoffice.accounts import LoginSession, Operators
 from sibyl.backoffice.documents import DocumentManager
 from sibyl.backoffice.reports import AreaClassifier
+from sibyl.ratelimit import RateLimiter
+from sibyl.services import Services
 
 HERE = Path(__file__).parent
 COOKIE = "sibyl_operator"
@@ -47,15 +48,25 @@ class CsrfFailed(Exception):
 
 @dataclass
 class Console:
+    """The console's view of the process's services (sibyl.services: operators, documents, login throttle)
+    plus its own cache of the topic classifier. Built once by the app's lifespan (`Console.of`)."""
+
     operators: Operators
     documents: DocumentManager
-    services: object
+    services: Services
     # Login attempts per client address, counted before any password hashing (argon2: 64 MiB, ~0.1 s).
-    login_limiter: ClientRateLimiter = field(default_factory=lambda: ClientRateLimiter(""))
+    login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(""))
     # Logins waiting for a hash slot wait here, not in a thread of the shared pool.
     login_slots: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
     _classifier: AreaClassifier | None = None
     _classifier_generation: str | None = None
+
+    @classmethod
+    def of(cls, services: Services) -> Console:
+        office = services.backoffice
+        if office is None:
+            raise ValueError("services built without the back office (build_services(backoffice=False))")
+        return cls(office.operators, office.documents, services, office.login_limiter, office.login_slots)
 
     def classifier(self) -> AreaClassifier:
         """Rebuilt when the index generation changes (an upload may add DUP areas)."""
@@ -66,30 +77,8 @@ class Console:
         return self._classifier
 
 
-_lock = threading.Lock()
-
-
 def get_console(request: Request) -> Console:
-    services = request.app.state.services
-    console = getattr(request.app.state, "operator_console", None)
-    if console is None or console.services is not services:  # a new lifespan built new services
-        with _lock:
-            console = getattr(request.app.state, "operator_console", None)
-            if console is None or console.services is not services:
-                operators = Operators.from_settings(services.settings, engine=services.store.engine)
-
-                def audit_job(job):
-                    operators.audit(job.username, f"{job.kind}_{job.state}",
-                                    {"job": job.id, "document": job.document, "message": job.message,
-                                     "generation": job.generation})
-
-                settings = services.settings
-                documents = DocumentManager(services.pipeline, settings.upload_max_bytes, on_finish=audit_job)
-                console = Console(operators, documents, services,
-                                  ClientRateLimiter(settings.operator_login_rate_limit, settings.rate_limit_storage),
-                                  anyio.CapacityLimiter(settings.operator_login_concurrency))
-                request.app.state.operator_console = console
-    return console
+    return request.app.state.operator_console
 
 
 ConsoleDep = Annotated[Console, Depends(get_console)]

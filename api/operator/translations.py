@@ -10,7 +10,6 @@ to <data_dir>/translations/en, and the service's TranslationStore sees them at o
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import urlencode
@@ -43,21 +42,11 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 200  # lines shown at once; the document filter shows the rest
 MAX_TEXT = 5000  # characters of English for one line (the longest shipped one is under 1,000)
-_lock = threading.Lock()
 
 
 def store_of(request: Request) -> TranslationStore:
-    """One store per app (per set of services): layered shipped + data-directory translations."""
-    services = request.app.state.services
-    store = getattr(request.app.state, "translation_store", None)
-    if store is None or store[0] is not services:
-        with _lock:
-            store = getattr(request.app.state, "translation_store", None)
-            if store is None or store[0] is not services:
-                settings = services.settings
-                store = (services, TranslationStore.under(settings.corpus_dir, settings.data_dir))
-                request.app.state.translation_store = store
-    return store[1]
+    """The process's translation store (sibyl.services): layered shipped + data-directory translations."""
+    return request.app.state.services.translations
 
 
 def pending_count(request: Request) -> int | None:
