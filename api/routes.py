@@ -26,8 +26,9 @@ health = APIRouter(tags=["health"])
 @api.post("/chat", response_model=ChatResponse, dependencies=[RateLimit])
 async def chat(body: ChatRequest, services: ServicesDep) -> dict:
     """Answer a message in its conversation (a new one without session_id); follow-ups use the context."""
-    return await services.run(services.conversation.reply, body.message, session_id=body.session_id,
-                              channel="web", language=body.language)
+    reply = await services.run(services.conversation.reply, body.message, session_id=body.session_id,
+                               channel="web", language=body.language)
+    return reply.to_dict()
 
 
 @api.post("/search", response_model=SearchResponse, dependencies=[RateLimit])

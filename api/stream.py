@@ -8,81 +8,88 @@ they cite it is the model text without them (`mode: "llm-trimmed"`), and the cli
 instead of the streamed text. Without a model there
 are no token events. A failure after the stream started is one `error` event ({detail, code}).
 
-The reply runs through the same ConversationService as /api/chat (follow-ups, storage, metrics);
-it starts in a dependency so that bad input is a 4xx JSON error before any event is sent.
+The reply runs exactly as /api/chat's does: the same ConversationService (follow-ups, storage, metrics),
+in a worker thread within the same CPU limiter (Services.run), the model's tokens passed back by the
+`on_token` callback; it starts in a dependency so that bad input is a 4xx JSON error before any event
+is sent.
 """
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import logging
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import ConversationDep, RateLimit
+from api.deps import RateLimit, ServicesDep
 from api.models import ChatRequest
 from api.routes import ERRORS
-from retrieval.llm import token_sink
-from sibyl.conversation import ConversationService
+from sibyl.conversation import Reply
+from sibyl.services import Services
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 
 
-class _Final:
-    def __init__(self, payload: dict) -> None:
-        self.payload = payload
-
-
 class ChatStream:
-    """One reply computed in a worker thread; its tokens and result come back through a queue."""
+    """One reply computed like /api/chat's (Services.run: a worker thread within the CPU limiter); the
+    model's tokens come back to the event loop through a queue as they are written, then the Reply."""
 
-    def __init__(self, conversation: ConversationService, body: ChatRequest) -> None:
-        self.items: queue.Queue = queue.Queue()
-        context = contextvars.copy_context()  # keeps the request's log/metrics context in the worker
-        threading.Thread(target=context.run, args=(self._work, conversation, body), daemon=True,
-                         name="sibyl-chat-stream").start()
-        self.first = self.items.get()
-        if isinstance(self.first, Exception):
-            raise self.first  # BadQuestion, UnknownSession...: the app's handlers answer 4xx
+    def __init__(self, services: Services, body: ChatRequest) -> None:
+        loop = asyncio.get_running_loop()
+        self.items: asyncio.Queue[str | Reply | BaseException] = asyncio.Queue()
 
-    def _work(self, conversation: ConversationService, body: ChatRequest) -> None:
-        token_sink.set(self.items.put)
-        try:
-            payload = conversation.reply(body.message, session_id=body.session_id, channel="web",
-                                         language=body.language)
-            self.items.put(_Final(payload))
-        except Exception as exc:  # noqa: BLE001 - handed to the request thread, raised or reported there
-            self.items.put(exc)
+        def on_token(token: str) -> None:  # in the worker thread
+            loop.call_soon_threadsafe(self.items.put_nowait, token)
 
-    def events(self) -> Iterator[ServerSentEvent]:
-        item = self.first
+        async def work() -> None:
+            try:
+                reply = await services.run(services.conversation.reply, body.message, session_id=body.session_id,
+                                           channel="web", language=body.language, on_token=on_token)
+            except Exception as exc:  # noqa: BLE001 - raised (before the first event) or reported (after)
+                self.items.put_nowait(exc)
+            else:
+                self.items.put_nowait(reply)  # after every token: their callbacks were scheduled first
+
+        self.task = asyncio.create_task(work())  # kept: the reply finishes (and is stored) even if the client leaves
+
+    async def first(self) -> str | Reply:
+        item = await self.items.get()
+        if isinstance(item, BaseException):
+            raise item  # BadQuestion, UnknownSession...: the app's handlers answer 4xx
+        self.head = item
+        return item
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        item: str | Reply | BaseException = self.head
         while True:
             if isinstance(item, str):
                 yield ServerSentEvent(event="token", data=item)
-            elif isinstance(item, _Final):
-                yield ServerSentEvent(event="final", data=item.payload)
+            elif isinstance(item, Reply):
+                yield ServerSentEvent(event="final", data=item.to_dict())
                 return
             else:
                 log.error("chat stream failed after it started", exc_info=item)
                 yield ServerSentEvent(event="error", data={"code": "internal_error",
                                                            "detail": "Something went wrong on our side; please try again."})
                 return
-            item = self.items.get()
+            item = await self.items.get()
 
 
-def start_stream(body: ChatRequest, conversation: ConversationDep) -> ChatStream:
-    return ChatStream(conversation, body)
+async def start_stream(body: ChatRequest, services: ServicesDep) -> ChatStream:
+    """Started in a dependency: bad input is a 4xx JSON error before any event is sent."""
+    stream = ChatStream(services, body)
+    await stream.first()
+    return stream
 
 
 @router.post("/chat/stream", response_class=EventSourceResponse, dependencies=[RateLimit])
-def chat_stream(stream: Annotated[ChatStream, Depends(start_stream)]) -> Iterator[ServerSentEvent]:
+async def chat_stream(stream: Annotated[ChatStream, Depends(start_stream)]) -> AsyncIterator[ServerSentEvent]:
     """Like /api/chat, as server-sent events: `token`* then `final` (the checked answer, `mode` llm, llm-trimmed
     or extractive; it replaces the tokens)."""
-    yield from stream.events()
+    async for event in stream.events():
+        yield event

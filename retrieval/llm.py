@@ -11,7 +11,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import prompts
@@ -20,24 +19,24 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 from retrieval import support
 from retrieval.answer import Answer, source_label
+from retrieval.config import ConfigSource, RetrievalConfig, as_config
 from retrieval.grounding import GroundingResult, check
 from retrieval.support import Passage, SupportChecker, SupportReport
-from sibyl.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def _openai(model: str, s: Settings) -> BaseChatModel:
+def _openai(model: str, s: RetrievalConfig) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
-    key = s.llm_api_key.get_secret_value() if s.llm_api_key else "no-key"  # local servers take any key
+    key = s.llm_api_key or "no-key"  # local servers take any key
     # The cap goes as `max_tokens`, which every OpenAI-compatible server reads (ChatOpenAI's own
     # field is sent as `max_completion_tokens`, which llama-cpp-python's server ignores).
     return ChatOpenAI(model=model, base_url=s.llm_base_url, api_key=key, timeout=s.llm_timeout, max_retries=0,
                       temperature=s.llm_temperature, extra_body={"max_tokens": s.llm_max_tokens})
 
 
-def _ollama(model: str, s: Settings) -> BaseChatModel:
+def _ollama(model: str, s: RetrievalConfig) -> BaseChatModel:
     from langchain_ollama import ChatOllama
 
     return ChatOllama(model=model, base_url=s.llm_base_url, num_predict=s.llm_max_tokens,
@@ -45,19 +44,15 @@ def _ollama(model: str, s: Settings) -> BaseChatModel:
 
 
 # Adding a provider: one factory here plus its LangChain integration package.
-PROVIDERS: dict[str, Callable[[str, Settings], BaseChatModel]] = {"openai": _openai, "ollama": _ollama}
-
-
-# A streaming channel sets this around one reply (api/stream.py): ask() then hands each model token to
-# it as it arrives and still returns only the checked answer, so conversation handling stays in one place.
-token_sink: ContextVar[Callable[[str], None] | None] = ContextVar("sibyl_token_sink", default=None)
+PROVIDERS: dict[str, Callable[[str, RetrievalConfig], BaseChatModel]] = {"openai": _openai, "ollama": _ollama}
 
 
 class LLMConfigError(ValueError):
     """SIBYL_LLM names a provider this build does not know."""
 
 
-def build_chat_model(settings: Settings) -> BaseChatModel | None:
+def build_chat_model(source: ConfigSource) -> BaseChatModel | None:
+    settings = as_config(source)
     if settings.llm == "none":
         return None
     provider, _, model = settings.llm.partition(":")
@@ -129,10 +124,10 @@ class LLMAnswerer:
     # embedded source lines are cached there, so they are shared by every answerer.
     _checkers: dict[tuple[str, str], SupportChecker] = {}
 
-    def __init__(self, model: BaseChatModel, settings: Settings) -> None:
+    def __init__(self, model: BaseChatModel, config: ConfigSource) -> None:
         self.model = model
-        self.settings = settings
-        self.log_messages = bool(getattr(settings, "log_messages", False))
+        self.settings: RetrievalConfig = as_config(config)
+        self.log_messages = self.settings.log_messages
 
     def checker(self, language: str) -> SupportChecker:
         """The sentence support check for one answer language (e5 from the configured embedding backend)."""
@@ -149,7 +144,7 @@ class LLMAnswerer:
         return self._checkers[key]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "LLMAnswerer | None":
+    def from_settings(cls, settings: ConfigSource) -> LLMAnswerer | None:
         model = build_chat_model(settings)
         return cls(model, settings) if model is not None else None
 
@@ -193,19 +188,20 @@ class LLMAnswerer:
             return
         yield self.finish(extractive, "".join(parts), started)
 
-    def attempt(self, extractive: Answer) -> Outcome:
+    def attempt(self, extractive: Answer, on_token: Callable[[str], None] | None = None) -> Outcome:
+        """The one way a model answers: its tokens go to `on_token` as they arrive (the streaming channel),
+        and the checked Outcome is returned."""
         outcome = None
-        sink = token_sink.get()
         for item in self.stream(extractive):
             if isinstance(item, Outcome):
                 outcome = item
-            elif sink is not None:
-                sink(item)
+            elif on_token is not None:
+                on_token(item)
         assert outcome is not None
         return outcome
 
-    def answer(self, extractive: Answer) -> Answer:
-        return self.attempt(extractive).answer
+    def answer(self, extractive: Answer, on_token: Callable[[str], None] | None = None) -> Answer:
+        return self.attempt(extractive, on_token).answer
 
     def finish(self, extractive: Answer, text: str, started: float) -> Outcome:
         text = _clean(text)

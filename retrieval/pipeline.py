@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import prompts
 from retrieval.answer import Answer, Composer
+from retrieval.config import NO_HOOKS, ConfigSource, RetrievalConfig, RetrievalHooks, as_config
 from retrieval.embeddings import get_embeddings
 from retrieval.evidence import EvidenceScorer
 from retrieval.facts import build_facts
@@ -19,7 +20,7 @@ from retrieval.language import detect_language
 from retrieval.question import analyse, proper_names, required_focus
 from retrieval.retriever import Filters, Hit, HybridRetriever
 from retrieval.text import strip_control
-from sibyl.settings import Settings
+from retrieval.translations import TranslationStore
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +49,38 @@ class SearchResult:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: IndexStore | None = None) -> None:
-        self.settings = settings
-        self.store = store or IndexStore(settings)
-        self.embeddings = get_embeddings(settings.embedding, settings.embedding_threads)
+    def __init__(self, config: ConfigSource, store: IndexStore | None = None,
+                 hooks: RetrievalHooks = NO_HOOKS) -> None:
+        """`config`: a RetrievalConfig, or the app's settings (which build one). `settings` keeps what was
+        passed, for the channels that read their own fields from it; retrieval reads only `config`."""
+        self.settings = config
+        self.config: RetrievalConfig = as_config(config)
+        self.store = store or IndexStore(self.config, hooks=hooks)
+        self.embeddings = get_embeddings(self.config.embedding, self.config.embedding_threads)
+        # Reviewed English of the Italian lines (English answers); reloads when an operator approves one.
+        data_dir = self.config.data_dir or self.config.index_dir
+        self.translations = TranslationStore.under(self.config.corpus_dir, data_dir)
         self._lock = threading.Lock()
         self._load(self.store.load())
         self._checked = time.monotonic()
-        self.llm = _llm_answerer(settings)
+        self.llm = _llm_answerer(self.config)
 
     @classmethod
-    def open(cls, settings: Settings, build_if_missing: bool = True) -> "Pipeline":
-        store = IndexStore(settings)
+    def open(cls, config: ConfigSource, build_if_missing: bool = True, hooks: RetrievalHooks = NO_HOOKS) -> Pipeline:
+        store = IndexStore(config, hooks=hooks)
         if store.current() is None:
             if not build_if_missing:
                 store.load()  # raises IndexMissing with a clear message
             store.ingest()
-        return cls(settings, store)
+        return cls(config, store)
 
     def _load(self, index: LoadedIndex) -> None:
         scorer = EvidenceScorer(index.records)
-        retriever = HybridRetriever(index, self.embeddings, self.settings)
+        retriever = HybridRetriever(index, self.embeddings, self.config)
         facts = build_facts(index.records)  # tens of milliseconds: rebuilt with each generation, no file
         with self._lock:
             self.index, self.scorer, self.retriever, self.facts = index, scorer, retriever, facts
-            self.composer = Composer(scorer, facts, index.records)
+            self.composer = Composer(scorer, facts, index.records, self.translations)
 
     def reload(self) -> None:
         """Pick up a generation another process (or an upload) switched to."""
@@ -82,7 +90,7 @@ class Pipeline:
 
     def follow_index(self) -> None:
         """With a Chroma server, another replica may switch generations: look every few seconds."""
-        interval = self.settings.index_poll_seconds
+        interval = self.config.index_poll_seconds
         if not self.store.shared or not interval or time.monotonic() - self._checked < interval:
             return
         self._checked = time.monotonic()
@@ -97,10 +105,10 @@ class Pipeline:
             raise BadQuestion("the question must be text")
         text = " ".join(strip_control(question).split())
         if not text:
-            raise BadQuestion(prompts.text(self.settings.default_language, "empty"))
-        if len(text) > self.settings.max_question_chars:
-            raise BadQuestion(prompts.text(self.settings.default_language, "too_long",
-                                           max=self.settings.max_question_chars))
+            raise BadQuestion(prompts.text(self.config.default_language, "empty"))
+        if len(text) > self.config.max_question_chars:
+            raise BadQuestion(prompts.text(self.config.default_language, "too_long",
+                                           max=self.config.max_question_chars))
         return text
 
     def language_of(self, text: str, language: str | None = None, fallback: str | None = None) -> str:
@@ -108,7 +116,7 @@ class Pipeline:
             return language
         if language:
             raise BadQuestion("language must be 'it' or 'en'")
-        return detect_language(text, fallback or self.settings.default_language)
+        return detect_language(text, fallback or self.config.default_language)
 
     # --- search and answer -------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, language: str | None = None,
@@ -116,7 +124,7 @@ class Pipeline:
         query = self.clean_question(query)
         self.follow_index()
         lang = self.language_of(query, language)
-        hits = self.retriever.search(query, k=k or self.settings.top_k, filters=filters)
+        hits = self.retriever.search(query, k=k or self.config.top_k, filters=filters, language=lang)
         return SearchResult(query, lang, hits)
 
     def intent(self, text: str) -> str:
@@ -130,24 +138,14 @@ class Pipeline:
 
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
             retrieval_query: str | None = None, fallback_language: str | None = None,
-            previous_bullets: list[str] | None = None) -> Answer:
+            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer one question. `retrieval_query` lets a channel search with conversation context;
-        `previous_bullets` (a follow-up) are not repeated."""
+        `previous_bullets` (a follow-up) are not repeated. With a model, `on_token` gets each piece of its
+        text as it arrives (the streaming channel); the returned Answer is still the checked one."""
         answer = self.extractive(question, language, filters, retrieval_query, fallback_language, previous_bullets)
         if self.llm is not None and answer.answered:  # an abstention stays an abstention
-            answer = self.llm.answer(answer)
+            answer = self.llm.answer(answer, on_token)
         return answer
-
-    def ask_stream(self, question: str, language: str | None = None, filters: Filters | None = None,
-                   retrieval_query: str | None = None, fallback_language: str | None = None
-                   ) -> Iterator[str | Answer]:
-        """Model tokens as they arrive, then the checked Answer (only the Answer without a model)."""
-        answer = self.extractive(question, language, filters, retrieval_query, fallback_language)
-        if self.llm is None or not answer.answered:
-            yield answer
-            return
-        for item in self.llm.stream(answer):
-            yield item if isinstance(item, str) else item.answer
 
     def condense(self, question: str, history: list[tuple[str, str]], language: str) -> str | None:
         """LLM mode: a follow-up rewritten as a standalone question ([(role, text)] history), else None."""
@@ -164,16 +162,16 @@ class Pipeline:
             return self._canned(question, lang, kind)
         query = retrieval_query or question
         expansion = expand(query)
-        hits = self.retriever.search(query, k=self.settings.top_k, filters=filters, expansion=expansion)
+        hits = self.retriever.search(query, k=self.config.top_k, filters=filters, expansion=expansion, language=lang)
         top_dense = max((h.dense for h in hits), default=0.0)
         # The question's focus must be in the evidence: a desk-service request or a name the
         # documents never use is declined even when generic words match well.
         glossary_words = {w.casefold() for term in expansion.matched for w in term.split()}
         required = required_focus(question, lang) + [
             name for name in proper_names(question)
-            if not self.scorer.known(name.lower()) and name.casefold() not in glossary_words]
-        evidence = self.scorer.score(query, [h.id for h in hits], top_dense, expansion, required)
-        if not hits or evidence.uncovered or evidence.score < self.settings.abstain_threshold:
+            if not self.scorer.known(name.lower(), lang) and name.casefold() not in glossary_words]
+        evidence = self.scorer.score(query, [h.id for h in hits], top_dense, expansion, required, lang)
+        if not hits or evidence.uncovered or evidence.score < self.config.abstain_threshold:
             answer = self._canned(question, lang, "abstain")
             if hits and evidence.uncovered:
                 answer.answer = prompts.text(lang, "abstain_focus", focus=evidence.uncovered[0],
@@ -197,10 +195,10 @@ class Pipeline:
         return Answer(question, lang, False, body, [], intent=kind, lead=body)
 
 
-def _llm_answerer(settings: Settings):
+def _llm_answerer(config: RetrievalConfig):
     """The model is optional: its LangChain packages are imported only when SIBYL_LLM names one."""
-    if settings.llm == "none":
+    if config.llm == "none":
         return None
     from retrieval.llm import LLMAnswerer
 
-    return LLMAnswerer.from_settings(settings)
+    return LLMAnswerer.from_settings(config)

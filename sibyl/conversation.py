@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrieval.answer import Answer
 from retrieval.followup import resolve
 from retrieval.pipeline import Pipeline
 from retrieval.suggestions import suggest
@@ -9,18 +14,56 @@ from sibyl.observability import record_answer
 from sibyl.store import Store, UnknownSession  # noqa: F401  (re-exported for the channels)
 
 
+@dataclass(frozen=True, eq=False)
+class Reply(Mapping[str, Any]):
+    """One reply in its conversation: the Answer plus where it is stored and what may come next.
+
+    Its JSON form (`to_dict()`, what /api/chat returns) is built here and only here; channels may also
+    read it like the mapping it used to be (`reply["answer"]`), never change it.
+    """
+
+    answer: Answer
+    session_id: str
+    message_id: str
+    suggestions: list[str]
+    followup: bool
+    _payload: dict[str, Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        payload = {**self.answer.to_dict(), "session_id": self.session_id, "message_id": self.message_id,
+                   "suggestions": self.suggestions, "followup": self.followup}
+        object.__setattr__(self, "_payload", payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._payload)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._payload[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._payload)
+
+    def __len__(self) -> int:
+        return len(self._payload)
+
+
 class ConversationService:
-    def __init__(self, pipeline: Pipeline, store: Store) -> None:
+    def __init__(self, pipeline: Pipeline, store: Store, context_turns: int = 3) -> None:
         self.pipeline = pipeline
         self.store = store
+        self.context_turns = context_turns  # previous turns read to resolve a follow-up (SIBYL_CONTEXT_TURNS)
 
     def reply(self, message: str, session_id: str | None = None, channel: str = "web",
-              language: str | None = None, external_key: str | None = None) -> dict:
-        """Answer a message in its conversation and persist both. Raises BadQuestion / UnknownSession."""
+              language: str | None = None, external_key: str | None = None,
+              on_token: Callable[[str], None] | None = None) -> Reply:
+        """Answer a message in its conversation and persist both. Raises BadQuestion / UnknownSession.
+
+        `on_token` (streaming channels) gets the model's text as it is written; the Reply is the checked answer.
+        """
         question = self.pipeline.clean_question(message)
         opened = self.store.open_session(session_id, channel=channel, external_key=external_key, persist_new=False)
         session, new = opened.session, opened.new
-        recent = [] if new else [m for m in self.store.recent_answers(session.id, self.pipeline.settings.context_turns)
+        recent = [] if new else [m for m in self.store.recent_answers(session.id, self.context_turns)
                                  if m.intent in (None, "question")]
         previous = [m.retrieval_query or m.text for m in recent]
         resolved = resolve(question, previous)
@@ -32,13 +75,10 @@ class ConversationService:
             if resolved.followup and recent else None
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
                                    retrieval_query=resolved.query, fallback_language=session.language,
-                                   previous_bullets=shown)
-        payload = answer.to_dict()
-        _, bot_message = self.store.add_exchange(session.id, channel, question, payload,
+                                   previous_bullets=shown, on_token=on_token)
+        stored = answer.to_dict()
+        _, bot_message = self.store.add_exchange(session.id, channel, question, stored,
                                                  new_session=session if new else None)
-        record_answer(channel, payload)  # metrics + this request's (or bot update's) log line
-        payload["session_id"] = session.id
-        payload["message_id"] = bot_message.id
-        payload["suggestions"] = suggest(answer, self.pipeline.index.records)
-        payload["followup"] = resolved.followup
-        return payload
+        record_answer(channel, stored)  # metrics + this request's (or bot update's) log line
+        return Reply(answer, session.id, bot_message.id, suggest(answer, self.pipeline.index.records),
+                     resolved.followup)

@@ -20,6 +20,7 @@ from retrieval.answer import Answer, Source
 from retrieval.grounding import NUMBER
 from retrieval.llm import LLMAnswerer, LLMConfigError, build_chat_model
 from sibyl.settings import Settings
+from tests.fakes import streamed
 
 IT_QUESTION = "Quali progetti ha il Comune per la mobilità sostenibile?"
 EN_QUESTION = "What are the city's plans for sustainable mobility?"
@@ -267,7 +268,7 @@ def test_abstentions_and_small_talk_never_call_the_model(pipeline, with_llm):
 def test_stream_yields_tokens_then_the_checked_answer(pipeline, with_llm, it_extractive):
     reply = grounded_reply(it_extractive)
     with_llm(streaming(reply))
-    items = list(pipeline.ask_stream(IT_QUESTION))
+    items = streamed(pipeline, IT_QUESTION)
     tokens, final = items[:-1], items[-1]
     assert len(tokens) > 5 and all(isinstance(t, str) for t in tokens)
     assert "".join(tokens) == reply
@@ -276,14 +277,14 @@ def test_stream_yields_tokens_then_the_checked_answer(pipeline, with_llm, it_ext
 
 def test_stream_replaces_a_failed_text_with_the_extractive_answer(pipeline, with_llm, it_extractive):
     with_llm(streaming("Il Comune ha speso 777 milioni per la mobilità [1]."))
-    items = list(pipeline.ask_stream(IT_QUESTION))
+    items = streamed(pipeline, IT_QUESTION)
     assert "777" in "".join(i for i in items if isinstance(i, str))  # streamed as it came...
     final = items[-1]
     assert final.mode == "extractive" and final.answer == it_extractive.answer  # ...then replaced
 
 
 def test_stream_without_a_model_is_one_final_answer(pipeline):
-    items = list(pipeline.ask_stream(IT_QUESTION))
+    items = streamed(pipeline, IT_QUESTION)
     assert len(items) == 1 and items[0].mode == "extractive" and items[0].answered
 
 

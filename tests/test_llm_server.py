@@ -21,6 +21,7 @@ from retrieval.grounding import check
 from retrieval.language import detect_language
 from retrieval.llm import LLMAnswerer, build_chat_model, instructions
 from devtools import local_llm
+from tests.fakes import streamed
 
 MISSING = local_llm.available()
 if MISSING and os.environ.get("SIBYL_TEST_LLM") == "1":
@@ -104,7 +105,7 @@ def test_real_model_round_trip_is_checked_and_reported_honestly(pipeline, real_l
 
 
 def test_real_model_streams_tokens_then_a_checked_answer(pipeline, real_llm):
-    items = list(pipeline.ask_stream(IT_QUESTION))
+    items = streamed(pipeline, IT_QUESTION)
     tokens, final = items[:-1], items[-1]
     assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
     assert final.mode in ("llm", "llm-trimmed", "extractive")

@@ -31,6 +31,7 @@ from prometheus_client import REGISTRY
 from retrieval.answer import Answer, Source
 from retrieval.llm import LLMAnswerer, build_chat_model
 from retrieval.support import Passage, SupportChecker, split_sentences
+from tests.fakes import streamed
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "support_cases.jsonl").read_text().splitlines()
          if line.strip()]
@@ -218,7 +219,7 @@ def test_stream_final_answer_is_the_trimmed_one(pipeline, monkeypatch):
         messages=iter([AIMessage(content=f"{TRUE_TPL} {BIKE}")]))))
     monkeypatch.setattr(pipeline, "extractive", lambda *a, **k: extractive_for(
         pipeline, "Cosa fa il Comune per il trasporto pubblico?", "it", TPL_PASSAGES))
-    items = list(pipeline.ask_stream("Cosa fa il Comune per il trasporto pubblico?"))
+    items = streamed(pipeline, "Cosa fa il Comune per il trasporto pubblico?")
     assert "bicicletta" in "".join(i for i in items if isinstance(i, str))  # streamed as it came...
     final = items[-1]
     assert final.mode == "llm-trimmed" and "bicicletta" not in final.answer and TRUE_TPL in final.answer
