@@ -158,7 +158,7 @@ class Operators:
         with self.Session() as db:
             state = db.get(LoginState, (username, key))
             if state and state.locked_until and state.locked_until > now:
-                self._audit(db, username, "login_locked", None, ip)
+                audit.record(db, username, "login_locked", None, ip)
                 db.commit()
                 raise LockedOut(state.locked_until)
             account = db.get(Operator, username)
@@ -174,7 +174,7 @@ class Operators:
                 if locked:
                     state.locked_until = now + self.lockout
                 db.merge(state)
-                self._audit(db, username, "login_failed", {"failures": state.failures, "locked": locked}, ip)
+                audit.record(db, username, "login_failed", {"failures": state.failures, "locked": locked}, ip)
                 db.commit()
                 if locked:
                     raise LockedOut(state.locked_until)
@@ -188,7 +188,7 @@ class Operators:
                                       created_at=now, expires_at=now + self.session_ttl)
             db.add(session)
             db.execute(delete(OperatorSession).where(OperatorSession.expires_at < now))
-            self._audit(db, username, "login", None, ip)
+            audit.record(db, username, "login", None, ip)
             db.commit()
             return LoginSession(token, username, session.csrf, session.expires_at)
 
@@ -222,7 +222,7 @@ class Operators:
         with self.Session() as db:
             row = db.get(OperatorSession, _digest(token))
             if row is not None:
-                self._audit(db, row.username, "logout", None, ip)
+                audit.record(db, row.username, "logout", None, ip)
                 db.delete(row)
                 db.commit()
 
@@ -232,8 +232,6 @@ class Operators:
 
     # --- audit -----------------------------------------------------------------------------
     # --- audit (sibyl/backoffice/audit.py), by the signed-in operator ----------------------------
-    _audit = staticmethod(audit.record)
-
     def audit(self, username: str, action: str, detail: dict | None = None, ip: str | None = None) -> None:
         with self.Session() as db:
             audit.record(db, username, action, detail, ip)
