@@ -17,7 +17,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Mess
 
 from bot import logs, texts
 from bot.context import BotApplication, BotServices, context_types
-from bot.handlers import callbacks, commands, errors, messages
+from bot.handlers import callbacks, commands, errors, messages, voice
 from bot.net import ResilientRateLimiter, UpdatesRequest
 from sibyl.conversation import ConversationService
 from sibyl.observability import telegram_update_processor
@@ -94,8 +94,10 @@ def register_handlers(application: BotApplication) -> None:
     application.add_handler(CommandHandler(list(commands.LANGUAGE_COMMANDS), commands.language_command,
                                            filters=new_messages))
     application.add_handler(CommandHandler("urp", commands.urp, filters=new_messages))
+    application.add_handler(CommandHandler(list(voice.SPOKEN_COMMANDS), voice.spoken_command, filters=new_messages))
     application.add_handler(MessageHandler(new_messages & filters.COMMAND, commands.unknown_command))
     application.add_handler(MessageHandler(new_messages & filters.TEXT, messages.on_text))
+    application.add_handler(MessageHandler(new_messages & voice.AUDIO_IN, voice.on_voice))  # before MEDIA
     application.add_handler(MessageHandler(new_messages & messages.MEDIA, messages.unsupported))
     for kind, handler in callbacks.BY_BUTTON:
         application.add_handler(CallbackQueryHandler(handler, pattern=callbacks.pattern(kind)))

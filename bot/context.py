@@ -18,6 +18,7 @@ from bot.prefs import ChatPreferences
 from sibyl.conversation import ConversationService
 from sibyl.settings import Settings
 from sibyl.store import Store
+from sibyl.voice import VoiceService
 
 CHANNEL = "telegram"
 
@@ -52,6 +53,7 @@ class BotServices:
     limiter: ChatLimiter
     # One answer at a time per chat, in arrival order (follow-ups and /lingua depend on it).
     locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    voice: VoiceService | None = None  # speech in and out (issue 16), built on first use
 
     @classmethod
     def create(cls, settings: Settings, conversation: ConversationService) -> BotServices:

@@ -3,12 +3,16 @@
 It serves getUpdates (long polling with offsets) from a queue the test fills, answers the
 methods the bot calls, records every call, validates HTML messages the way Telegram does
 (allowed tags, balanced, at most 4,096 characters after parsing) and can inject failures
-(a 429 with retry_after, a 502) for the next call of a method.
+(a 429 with retry_after, a 502) for the next call of a method. Files: `add_file` serves bytes through
+getFile and the file download URL (python-telegram-bot's `get_file()` / `download_as_bytearray()`), and
+multipart uploads (sendVoice) are recorded with their bytes.
 """
 
 from __future__ import annotations
 
 import itertools
+import email.parser
+import email.policy
 import json
 import re
 import threading
@@ -16,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 BOT_ID = 7000001
 BOT_USERNAME = "SibylLecceBot"
@@ -93,6 +97,7 @@ class BotAPIPeer:
         self.cond = threading.Condition()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
+        self.files: dict[str, bytes] = {}
         self.server = _Server(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -125,6 +130,12 @@ class BotAPIPeer:
     def fail_next(self, method: str, status: int, **extra) -> None:
         with self.cond:
             self.failures.setdefault(method, []).append((status, extra))
+
+    def add_file(self, data: bytes, file_id: str) -> dict:
+        """Serve `data` as a Telegram file; returns the `voice` object of a message carrying it."""
+        with self.cond:
+            self.files[file_id] = data
+        return {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_size": len(data)}
 
     def mark(self) -> int:
         with self.cond:
@@ -213,6 +224,22 @@ class BotAPIPeer:
                     if len(button.get("callback_data", "").encode()) > 64:
                         return 400, {"ok": False, "error_code": 400, "description": "Bad Request: BUTTON_DATA_INVALID"}
             return 200, {"ok": True, "result": self._message(params, visible)}
+        if method == "getFile":
+            file_id = str(params.get("file_id", ""))
+            if file_id not in self.files:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}
+            return 200, {"ok": True, "result": {"file_id": file_id, "file_unique_id": f"u-{file_id}",
+                                                "file_size": len(self.files[file_id]),
+                                                "file_path": f"voice/{file_id}.oga"}}
+        if method == "sendVoice":
+            audio = params.get("voice")
+            if not isinstance(audio, bytes) or not audio:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: there is no voice in the request"}
+            msg = self._message(params, "")
+            msg.pop("text")
+            msg["voice"] = {"file_id": f"sent-{msg['message_id']}", "file_unique_id": f"s{msg['message_id']}",
+                            "duration": 1, "mime_type": "audio/ogg", "file_size": len(audio)}
+            return 200, {"ok": True, "result": msg}
         if method == "editMessageReplyMarkup":
             return 200, {"ok": True, "result": self._message(params, "(edited)")}
         if method in ("answerCallbackQuery", "setMyCommands", "deleteWebhook", "setWebhook", "sendChatAction",
@@ -234,6 +261,9 @@ class BotAPIPeer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                file_prefix = f"/file/bot{peer.token}/"
+                if unquote(self.path).startswith(file_prefix):  # python-telegram-bot quotes the token's ':'
+                    return self._file(unquote(self.path)[len(file_prefix):])
                 prefix = f"/bot{peer.token}/"
                 if not self.path.startswith("/bot"):
                     return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
@@ -243,6 +273,8 @@ class BotAPIPeer:
                 ctype = self.headers.get("Content-Type", "")
                 if "json" in ctype:
                     params = json.loads(body or b"{}")
+                elif ctype.startswith("multipart/form-data"):
+                    params = _multipart(ctype, body)
                 else:
                     params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
                     for key in JSON_FIELDS & params.keys():
@@ -258,6 +290,20 @@ class BotAPIPeer:
 
             do_GET = do_POST
 
+            def _file(self, path):
+                file_id = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                with peer.cond:
+                    data = peer.files.get(file_id)
+                    peer.calls.append(Call("download", {"file_path": path}, status=200 if data else 404))
+                    peer.cond.notify_all()
+                if data is None:
+                    return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _reply(self, status, payload):
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -267,6 +313,22 @@ class BotAPIPeer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def _multipart(ctype: str, body: bytes) -> dict:
+    """A multipart/form-data body (uploads): text fields as strings (JSON ones decoded), files as bytes."""
+    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+    params: dict = {}
+    for part in parsed.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            params[name] = data
+        else:
+            value = data.decode("utf-8")
+            params[name] = json.loads(value) if name in JSON_FIELDS else value
+    return params
 
 
 # --- update builders ----------------------------------------------------------------------------

@@ -367,13 +367,13 @@ def test_malformed_and_unknown_updates_do_not_stop_the_bot(bot, peer):
 
 
 def test_media_get_a_polite_reply(bot, peer):
+    """Voice notes are questions now (tests/test_voice_telegram.py); other media get the text-only reply."""
     eva = user(180, "it", "Eva")
     kinds = {
         "sticker": {"file_id": "s", "file_unique_id": "s", "width": 1, "height": 1, "is_animated": False,
                     "is_video": False, "type": "regular"},
         "photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}],
         "location": {"latitude": 40.35, "longitude": 18.17},
-        "voice": {"file_id": "v", "file_unique_id": "v", "duration": 2},
         "document": {"file_id": "d", "file_unique_id": "d", "file_name": "a.pdf"},
     }
     for kind, payload in kinds.items():
