@@ -15,6 +15,9 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 #   - PostgreSQL server binaries: tests/test_migrations.py starts a throw-away cluster with initdb/pg_ctl
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+#   - espeak-ng (spoken answers; the voice tests speak their questions with it) and ffmpeg (Telegram-like OGG/Opus)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${missing[*]}"
@@ -27,6 +30,6 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,llm-local]'
+.venv/bin/python -m pip install -q -e '.[test,llm-local,voice]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
 exec .venv/bin/python -m pytest "$@"

@@ -124,7 +124,7 @@ class Settings(BaseSettings):
                                              "(SIBYL_TTS_BASE_URL, e.g. Kokoro or Piper servers) or 'none'.")
     tts_base_url: str | None = Field(None, description="OpenAI-compatible server for 'openai:' TTS, e.g. http://tts:8880/v1.")
     tts_api_key: SecretStr | None = Field(None, description="Only for TTS servers that need a key.")
-    tts_voice: str = Field("", description="Voice name for 'openai:' TTS (server-specific); empty = the server's default.")
+    tts_voice: str = Field("", description="Voice name for 'openai:' TTS (server-specific); empty = 'alloy', OpenAI's name.")
     voice_max_seconds: float = Field(60, gt=0, le=600, description="Longest voice question accepted.")
     voice_max_bytes: int = Field(2_000_000, ge=1024, le=50_000_000, description="Largest voice upload accepted.")
     voice_max_spoken_chars: int = Field(600, ge=50, le=5000, description="Spoken answers are cut to about this length.")
