@@ -159,8 +159,41 @@ def cmd_eval(args) -> int:
         raise CliError(str(exc)) from None
     if not rows:
         raise CliError(f"no questions in {path}")
+    from retrieval.citizen_eval import is_citizen_format
+
+    if is_citizen_format(rows):
+        return _eval_citizen(settings, rows, args.json)
     report = evaluate(_pipeline(settings), rows, k=args.k)
     print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def _eval_citizen(settings, rows: list[dict], as_json: bool) -> int:
+    """Citizen-format items through the ConversationService (follow-ups in one session), scored like
+    ../shared/eval/score_citizen.py; the sessions go to a throwaway database, not the real one."""
+    import tempfile
+
+    from retrieval.citizen_eval import format_summary, run, summary
+    from sibyl.conversation import ConversationService
+    from sibyl.observability import configure_logging
+    from sibyl.store import Store
+
+    configure_logging(settings)  # log lines to stderr (stdout is the report); one line per reply is noise here
+    for name in ("sibyl.access", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    pipeline = _pipeline(settings)
+    with tempfile.TemporaryDirectory(prefix="sibyl-eval-") as tmp:
+        store = Store(f"sqlite:///{Path(tmp) / 'eval.db'}")
+        service = ConversationService(pipeline, store, settings.context_turns)
+        try:
+            results = run(rows, lambda message, session_id: service.reply(message, session_id).to_dict(),
+                          on_item=lambda r: print(f"{r.id:<6} {'PASS' if r.passed else 'fail'}  answered={r.answered}"
+                                                  + (f"  {'; '.join(r.reasons)}" if r.reasons else ""),
+                                                  file=sys.stderr, flush=True))
+        finally:
+            store.engine.dispose()
+    report = summary(results)
+    print(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_summary(report))
     return 0
 
 
