@@ -43,7 +43,8 @@ def sibyl_server(env: dict, tmp: Path, timeout: float = 300):
             stop(proc)
 
 
-def make_driver(profile: Path, lang: str = "it-IT", width: int = 1100, height: int = 900):
+def make_driver(profile: Path, lang: str = "it-IT", width: int = 1100, height: int = 900,
+                extra_args: tuple[str, ...] = ()):
     """Headless Chromium with the flags this closed network needs; a missing browser fails, never skips."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.fail("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
@@ -52,7 +53,7 @@ def make_driver(profile: Path, lang: str = "it-IT", width: int = 1100, height: i
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--lang={lang}",
-                 f"--window-size={width},{height}"):
+                 f"--window-size={width},{height}", *extra_args):
         options.add_argument(flag)
     options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

@@ -138,6 +138,7 @@
     });
     document.getElementById("lang-toggle").setAttribute("lang", state.lang === "it" ? "en" : "it");
     updateCounter();
+    if (micButton) setMic(micButton.getAttribute("aria-pressed") === "true");
   }
 
   function toggleLanguage() {
@@ -372,9 +373,153 @@
       reply.suggestions.forEach(function (s) { chips.append(chip(s)); });
       article.append(el("p", { class: "chips-label", text: t("suggestions") }), chips);
     }
+    if (reply.message_id) article.append(renderListen(reply));
     if (reply.message_id && reply.session_id) article.append(renderFeedback(reply));
     return addToLog(article);
   }
+
+  // --- voice: "listen" on each answer, a microphone in the composer (issue 16) -------------------
+  var player = { audio: null, url: null, button: null };
+
+  function stopPlayback() {
+    if (player.audio) player.audio.pause();
+    if (player.url) URL.revokeObjectURL(player.url);
+    if (player.button) {
+      player.button.setAttribute("aria-pressed", "false");
+      player.button.textContent = t("listen");
+    }
+    player.audio = player.url = player.button = null;
+  }
+
+  function renderListen(reply) {
+    var status = el("span", { class: "listen-status", role: "status" });
+    var button = el("button", { type: "button", class: "listen", "aria-pressed": "false", text: t("listen") });
+    button.addEventListener("click", function () {
+      if (player.button === button) { stopPlayback(); return; }
+      stopPlayback();
+      status.textContent = "";
+      button.setAttribute("aria-busy", "true");
+      fetch("/api/tts?message_id=" + encodeURIComponent(reply.message_id), { credentials: "same-origin" })
+        .then(function (res) {
+          if (!res.ok) throw new ApiError(res.status, "tts");
+          return res.blob();
+        })
+        .then(function (blob) {
+          player.url = URL.createObjectURL(blob);
+          player.audio = new Audio(player.url);
+          player.button = button;
+          button.setAttribute("aria-pressed", "true");
+          button.textContent = t("listen_stop");
+          player.audio.addEventListener("ended", stopPlayback);
+          return player.audio.play();
+        })
+        .catch(function () { stopPlayback(); status.textContent = t("listen_error"); })
+        .then(function () { button.removeAttribute("aria-busy"); });
+    });
+    return el("div", { class: "listen-row" }, button, status);
+  }
+
+  var MAX_RECORD_MS = 55000; // under the server's 60 s cap (SIBYL_VOICE_MAX_SECONDS)
+  var rec = { recorder: null, chunks: [], timer: null, stream: null };
+  var micButton = null;
+
+  function canRecord() {
+    return !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.MediaRecorder);
+  }
+
+  function setMic(recording) {
+    micButton.setAttribute("aria-pressed", String(recording));
+    micButton.setAttribute("aria-label", t(recording ? "mic_stop" : "mic_start"));
+    micButton.title = t(recording ? "mic_stop" : "mic_start");
+    micButton.classList.toggle("recording", recording);
+  }
+
+  function postVoice(blob, retried) {
+    var data = new FormData();
+    var type = (blob.type || "audio/webm").split(";")[0];
+    data.append("audio", blob, "question." + (type.split("/")[1] || "webm"));
+    if (state.sessionId && !retried) data.append("session_id", state.sessionId);
+    data.append("language", state.lang);
+    return fetch("/api/voice", { method: "POST", body: data, credentials: "same-origin",
+      headers: { Accept: "application/json" } }).then(function (res) {
+      return res.json().then(function (body) { return { res: res, body: body }; },
+        function () { return { res: res, body: null }; });
+    }, function () { throw new ApiError(0, "network"); }).then(function (r) {
+      var body = r.body || {};
+      if (r.res.ok && r.body) return r.body;
+      if (body.code === "unknown_session" && !retried) {
+        state.sessionId = null;
+        addNote(t("session_expired"));
+        return postVoice(blob, true);
+      }
+      throw new ApiError(r.res.status, body.code || "http_error", body.detail,
+        Number(r.res.headers.get("Retry-After")) || body.retry_after || null);
+    });
+  }
+
+  function sendRecording(blob) {
+    state.started = true;
+    setBusy(true);
+    var typing = addTyping();
+    typing.querySelector(".typing-label").textContent = t("mic_transcribing");
+    return postVoice(blob, false).then(function (reply) {
+      typing.remove();
+      state.sessionId = reply.session_id || state.sessionId;
+      addUserMessage(reply.transcript).classList.add("voice");
+      addBotMessage(reply);
+    }, function (err) {
+      typing.remove();
+      var voiceRefusal = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429
+        && err.detail;
+      addError(voiceRefusal ? t("voice_error", { detail: err.detail }) : describeError(err));
+    }).then(function () { setBusy(false); });
+  }
+
+  function stopRecording() {
+    if (rec.timer) clearTimeout(rec.timer);
+    rec.timer = null;
+    if (rec.recorder && rec.recorder.state !== "inactive") rec.recorder.stop();
+  }
+
+  function startRecording() {
+    if (state.busy) return;
+    navigator.mediaDevices.getUserMedia({ audio: true }).then(function (stream) {
+      rec.stream = stream;
+      rec.chunks = [];
+      rec.recorder = new MediaRecorder(stream);
+      rec.recorder.addEventListener("dataavailable", function (event) {
+        if (event.data && event.data.size) rec.chunks.push(event.data);
+      });
+      rec.recorder.addEventListener("stop", function () {
+        rec.stream.getTracks().forEach(function (track) { track.stop(); });
+        setMic(false);
+        var blob = new Blob(rec.chunks, { type: rec.recorder.mimeType || "audio/webm" });
+        rec.recorder = null;
+        sendRecording(blob);
+      });
+      rec.recorder.start();
+      setMic(true);
+      addNote(t("mic_recording"));
+      rec.timer = setTimeout(stopRecording, MAX_RECORD_MS);
+    }, function () { addError(t("mic_denied")); });
+  }
+
+  /* The microphone button, only where the browser can record (no MediaRecorder: no button at all). */
+  function setupMic() {
+    if (!canRecord()) return;
+    micButton = el("button", { type: "button", id: "mic", class: "mic", "aria-pressed": "false" });
+    micButton.append(icon(MIC));
+    micButton.addEventListener("click", function () {
+      if (rec.recorder) stopRecording();
+      else startRecording();
+    });
+    sendButton.parentNode.insertBefore(micButton, sendButton);
+    setMic(false);
+  }
+
+  /* Material Icons "mic" (Apache-2.0). */
+  var MIC = "M12 14c1.66 0 2.99-1.34 2.99-3L15 5c0-1.66-1.34-3-3-3S9 3.34 9 5v6c0 1.66 1.34 3 3 3zm5.3-3c0 " +
+    "3-2.54 5.1-5.3 5.1S6.7 14 6.7 11H5c0 3.41 2.72 6.23 6 6.72V21h2v-3.28c3.28-.48 6-3.3 6-6.72h-1.7z";
 
   // --- sending --------------------------------------------------------------------------------
   function setBusy(busy) {
@@ -462,7 +607,7 @@
     input.addEventListener("input", updateCounter);
     document.getElementById("lang-toggle").addEventListener("click", toggleLanguage);
     document.getElementById("new-chat").addEventListener("click", newConversation);
-    loadStrings(initialLanguage()).then(renderWelcome, function (err) {
+    loadStrings(initialLanguage()).then(function () { setupMic(); renderWelcome(); }, function (err) {
       addError(describeError(err));
     });
   }
