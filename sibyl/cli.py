@@ -237,6 +237,15 @@ def cmd_bench_llm(args) -> int:
     return 0
 
 
+def cmd_bench_voice(args) -> int:
+    """Dev tool: ASR and TTS real-time factors and end-to-end voice-answer latency (issue 16)."""
+    try:
+        print(_devtool("bench_voice").run_bench_voice(_settings(args), rounds=args.rounds, as_json=args.json))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_config(args) -> int:
     from sibyl.settings import env_example, masked
 
@@ -459,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checks", action="store_true", help="no model: time the sentence support check over a labelled "
                    "set (default tests/data/support_cases.jsonl), ms per answer, inventions shown, paraphrases kept")
     p.set_defaults(func=cmd_bench_llm)
+
+    p = sub.add_parser("bench-voice", help="benchmark voice: ASR and TTS real-time factors, end-to-end voice answer "
+                                           "latency for ~10 s of English speech (needs the voice extra)")
+    p.add_argument("--rounds", type=int, default=3, choices=range(1, 51), metavar="N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_voice)
 
     p = sub.add_parser("serve", help="serve the HTTP API and the web chat (builds the index on first start)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

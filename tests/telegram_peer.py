@@ -10,9 +10,9 @@ multipart uploads (sendVoice) are recorded with their bytes.
 
 from __future__ import annotations
 
-import itertools
 import email.parser
 import email.policy
+import itertools
 import json
 import re
 import threading
@@ -107,7 +107,7 @@ class BotAPIPeer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> "BotAPIPeer":
+    def start(self) -> BotAPIPeer:
         self.thread.start()
         return self
 
@@ -234,7 +234,8 @@ class BotAPIPeer:
         if method == "sendVoice":
             audio = params.get("voice")
             if not isinstance(audio, bytes) or not audio:
-                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: there is no voice in the request"}
+                return 400, {"ok": False, "error_code": 400,
+                             "description": "Bad Request: there is no voice in the request"}
             msg = self._message(params, "")
             msg.pop("text")
             msg["voice"] = {"file_id": f"sent-{msg['message_id']}", "file_unique_id": f"s{msg['message_id']}",

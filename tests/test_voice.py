@@ -9,12 +9,22 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from api.app import create_app
 from sibyl.voice import spoken
-from tests.voice_support import (KEY_WORDS, QUESTION, noise_wav, ogg_opus_info, silence_wav, speak_wav,
-                                 telegram_ogg, webm_opus)
+from tests.voice_support import (
+    KEY_WORDS,
+    QUESTION,
+    noise_wav,
+    ogg_opus_info,
+    silence_wav,
+    speak_wav,
+    telegram_ogg,
+    webm_opus,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sibyl.settings import Settings
@@ -71,7 +72,7 @@ class VoiceService:
         self.tts = tts
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "VoiceService":
+    def from_settings(cls, settings: Settings) -> VoiceService:
         """Cheap (no model is loaded here); without PyAV (the voice extra) voice is off."""
         if not available():
             if settings.asr not in ("", "none") or settings.tts not in ("", "none", "espeak-ng"):
@@ -105,7 +106,7 @@ class VoiceService:
             raise VoiceError("no_speech")
         return Heard(transcript, decoded - started, done - decoded)
 
-    def spoken_text(self, payload: dict) -> str:
+    def spoken_text(self, payload: Mapping) -> str:
         return spoken.from_payload(payload, self.settings.voice_max_spoken_chars)
 
     def speak_text(self, text: str, language: str) -> bytes:
@@ -116,6 +117,6 @@ class VoiceService:
             raise VoiceError("no_speech")
         return self.tts.synthesize(text, language)
 
-    def speak(self, payload: dict) -> bytes:
+    def speak(self, payload: Mapping) -> bytes:
         """Blocking: the spoken answer of a chat reply as OGG/Opus."""
         return self.speak_text(self.spoken_text(payload), payload.get("language") or "it")

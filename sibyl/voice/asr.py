@@ -94,10 +94,8 @@ class FasterWhisperASR:
 
     def transcribe(self, audio: Decoded, language: str | None = None) -> Transcript:
         model = self.load()
-        if model.model.is_multilingual:
-            language = self._language(model, audio.samples)
-        else:
-            language = "en"  # an English-only model (tiny.en): everything it hears is English
+        # An English-only model (tiny.en) hears everything as English.
+        language = self._language(model, audio.samples) if model.model.is_multilingual else "en"
         segments, _ = model.transcribe(audio.samples, language=language, beam_size=1, temperature=0.0,
                                        condition_on_previous_text=False, without_timestamps=True)
         text = _clean(" ".join(s.text for s in segments))

@@ -9,6 +9,7 @@ Templates: prompts/messages.{it,en}.toml (`spoken_*`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import prompts
@@ -72,7 +73,7 @@ def render(lead: str, bullets: list[SpokenBullet], titles: dict[int, str], langu
     return out
 
 
-def from_payload(payload: dict, max_chars: int = 600) -> str:
+def from_payload(payload: Mapping, max_chars: int = 600) -> str:
     """The spoken form of a chat reply (`/api/chat`'s object, or ConversationService.reply's)."""
     language = payload.get("language") or "it"
     structured = payload.get("structured") or {}
