@@ -32,4 +32,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,llm-local,voice]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then  # any arguments: one plain pytest run with them
+  exec .venv/bin/python -m pytest "$@"
+fi
+# The test pyramid (tests/conftest.py marks each test): the unit tier first, stopping at the first failure
+# (under a minute, no index), then the integration tier (the session index) and the end-to-end tier
+# (subprocesses, servers, browser, compose) in one run so the index is built once.
+echo "== unit tier"
+.venv/bin/python -m pytest -m unit -x -q
+echo "== integration and end-to-end tiers"
+exec .venv/bin/python -m pytest -m "not unit"

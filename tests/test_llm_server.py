@@ -109,8 +109,8 @@ def test_real_model_streams_tokens_then_a_checked_answer(pipeline, real_llm):
     tokens, final = items[:-1], items[-1]
     assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
     assert final.mode in ("llm", "llm-trimmed", "extractive")
-    if final.mode == "llm":
-        assert final.answer.startswith("".join(tokens).strip())
+    # an accepted model answer is the streamed text (a trimmed or replaced one may differ from it)
+    assert final.mode != "llm" or final.answer.startswith("".join(tokens).strip())
 
 
 def test_real_model_user_injection_does_not_reach_the_citizen(pipeline, real_llm):

@@ -221,8 +221,8 @@ def test_every_post_needs_the_csrf_token(client, app, method, path):
     with _client(app) as other:
         login(other, "mario")
         foreign = csrf_of(other)
-    if foreign != csrf_of(client):
-        assert client.post(path, data={"csrf_token": foreign}, follow_redirects=False).status_code == 403
+    assert foreign != csrf_of(client)  # one token per session
+    assert client.post(path, data={"csrf_token": foreign}, follow_redirects=False).status_code == 403
 
 
 # --- search ---------------------------------------------------------------------------------------
