@@ -3,12 +3,16 @@
 The lead is built from plan facts (retrieval/facts.py) with templates in prompts/messages.*.toml;
 bullets are the cited passages' own words with table labels stripped, each marked as planned
 (DUP, years) or done (2023 report, % realised). Anything computed (a rank, a count) is named in
-`notes`. In an English answer, Italian lines stay verbatim and are marked as the original wording.
+`notes`. In an English answer, an Italian line is given in its reviewed English translation
+(retrieval/translations.py, marked "translated from Italian", the original kept in `Bullet.original`);
+a line with no approved translation yet (a freshly uploaded document) stays a quote marked as the
+original wording. Plan facts' names in English leads are translated the same way.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -25,9 +29,11 @@ from retrieval.facts import (
     format_percent,
     strip_label,
 )
+from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
 from retrieval.question import Analysis, analyse, rank_direction
 from retrieval.retriever import Hit
+from retrieval.translations import Translations
 
 MAX_SOURCES = 5
 MAX_BULLETS = 5
@@ -57,6 +63,8 @@ class Bullet:
     kind: str = "info"  # planned | done | info
     years: list[int] = field(default_factory=list)
     realised: float | None = None
+    translated_from: str | None = None  # "it": `text` is the reviewed translation of `original`
+    original: str | None = None  # the source's own wording, for channels that show it
 
 
 @dataclass
@@ -160,12 +168,48 @@ class _Draft:
     fact: object | None = None
 
 
+_PARENTHESIS = re.compile(r"(.*\S) \(([^()]+)\)")
+_SEPARATORS = (" – ", "; ", ": ")
+_PRINTED = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _printed(text: str) -> list[str]:
+    """Numbers as printed, the decimal/thousands mark made one: '83303' must not come back as '83,303'."""
+    return sorted(n.replace(",", ".") for n in _PRINTED.findall(text))
+
+
+def english_of(text: str, translations: Translations, labels: dict[str, str] | None = None) -> str | None:
+    """The approved English of a bullet's Italian text, which may join several translated lines
+    ("objective – attività: activity", "a; b", "label: value", "text (objective)"); None if a part lacks one."""
+    labels = labels or {}
+    if text in labels:
+        return labels[text]
+    whole = translations.translate(text)
+    if whole is not None and _printed(whole) == _printed(text):
+        return whole
+    for sep in _SEPARATORS:
+        if sep in text:
+            head, tail = text.split(sep, 1)
+            en_head, en_tail = english_of(head, translations, labels), english_of(tail, translations, labels)
+            if en_head is not None and en_tail is not None:
+                return f"{en_head}{sep}{en_tail}"
+    m = _PARENTHESIS.fullmatch(text)
+    if m:
+        inner, outer = english_of(m.group(1), translations, labels), english_of(m.group(2), translations, labels)
+        if inner is not None and outer is not None:
+            return f"{inner} ({outer})"
+    return None
+
+
 class Composer:
     def __init__(self, scorer: EvidenceScorer, facts: PlanFacts | None = None,
-                 records: dict[str, dict] | None = None) -> None:
+                 records: dict[str, dict] | None = None,
+                 translations: Callable[[], Translations] | None = None) -> None:
         self.scorer = scorer
         self.facts = facts or PlanFacts()
         self.records = records or {}
+        self.translations = translations  # the current approved translations (a TranslationStore)
+        self._labels = {prompts.text("it", k): prompts.text("en", k) for k in ("activity", "operational")}
         self._analysed: dict[str, frozenset[str]] = {}
         self._lines: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
 
@@ -249,13 +293,13 @@ class Composer:
             ranked = self.pick_lines(question, rec, stems)
             best = strip_label(ranked[0][1]) if ranked else ""
             if area.realised is None:
-                note = (area.note or prompts.text(language, "not_measured_note")).rstrip(".")
-                text = prompts.text(language, "area_unmeasured", name=area.name, note=note)
+                note = (self._name(area.note or "", language) or prompts.text(language, "not_measured_note")).rstrip(".")
+                text = prompts.text(language, "area_unmeasured", name=self._name(area.name, language), note=note)
                 return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], None, fact=area)
             line = re.sub(r"\s*\(\d[\d,]*%\)$", "", best)
-            text = prompts.text(language, "area_result", name=area.name, pct=format_percent(area.realised, language))
+            text = prompts.text(language, "area_result", name=self._name(area.name, language), pct=format_percent(area.realised, language))
             if line and not line.startswith("MEDIA"):
-                text = f"{text} – {re.sub(r'^[0-9.]+ ', '', line)}"
+                text = f"{text} – {self._name(re.sub(r'^[0-9.]+ ', '', line), language)}"
             return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], area.realised,
                           fact=area)
         if figures:  # as printed, with the unit added to an amount
@@ -275,7 +319,23 @@ class Composer:
             return _Draft(score + 0.5, rank, line, hit, fact=lst)
         return _Draft(score, rank, strip_label(line), hit)
 
-    def _mark(self, draft: _Draft, language: str) -> str:
+    def english(self, text: str) -> str | None:
+        """The reviewed English of an Italian text (a line, a name, a joined bullet), or None."""
+        if self.translations is None:
+            return None
+        return english_of(text, self.translations(), self._labels)
+
+    def _shown_as(self, draft: _Draft, key: frozenset[str], language: str) -> list[frozenset[str]]:
+        """The words a previous answer showed this draft with: its own, and in English its translation."""
+        english = self.english(draft.text) if language == "en" else None
+        return [key, content_words(english)] if english else [key]
+
+    def _name(self, text: str, language: str) -> str:
+        """A plan fact's name (area, objective, activity) in the answer's language where a translation exists."""
+        return (self.english(text) or text) if language == "en" else text
+
+    def _mark(self, draft: _Draft, language: str) -> tuple[str, str | None]:
+        """The bullet's text with its planned/done mark, and the Italian original when it was translated."""
         if draft.kind == "planned":
             marked = draft.years and draft.years != self._period(draft)
             head = prompts.text(language, "mark_planned_years", years=_years_label(draft.years)) if marked \
@@ -287,9 +347,15 @@ class Composer:
             head = ""
         line_language = draft.hit.record.get("language", "it")
         body = draft.text
-        if language == "en" and line_language != "en" and not isinstance(draft.fact, (AreaResult, list)):
-            body = f"“{body}” ({prompts.text('en', 'original_wording')})"
-        return f"{head}: {body}" if head else body
+        original = None
+        if language == "en" and line_language != "en" and not isinstance(draft.fact, AreaResult):
+            english = self.english(body)
+            if english is not None and english != body:
+                original = body
+                body = f"{english} ({prompts.text('en', 'translated_from_italian')})"
+            elif not isinstance(draft.fact, list):
+                body = f"“{body}” ({prompts.text('en', 'original_wording')})"
+        return (f"{head}: {body}" if head else body), original
 
     @staticmethod
     def _period(draft: _Draft) -> list[int]:
@@ -302,42 +368,71 @@ class Composer:
         """One bullet per passage (the distinct objectives of the topic), a lead from the facts."""
         analysis = analysis or analyse(question)
         stems = self._query_stems([question, *expansion_terms])
-        drafts = [d for rank, hit in enumerate(hits[:MAX_SOURCES])
+        seen = [content_words(p) for p in previous or []]
+        if seen:  # a follow-up's passages come from the whole conversation; its bullets answer the new focus
+            stems = self._query_stems([question, *expand(question).terms]) or stems
+        # A follow-up may reach past the first five passages for one its previous answer did not show.
+        pool = hits if seen else hits[:MAX_SOURCES]
+        drafts = [d for rank, hit in enumerate(pool)
                   if (d := self._draft(question, rank, hit, stems, analysis, language)) is not None]
-        strongest = max((d.score for d in drafts), default=0.0)
+        strongest = max((d.score for d in drafts[:MAX_SOURCES]), default=0.0)
         drafts = [d for d in drafts if d.rank == 0 or d.score >= 0.35 * strongest]
         notes: list[str] = []
-        lead, extra = self._lead(question, language, analysis, drafts, notes)
+        lead, extra = self._lead(question, language, analysis, drafts[:MAX_SOURCES], notes)
         drafts = extra + drafts
-        seen = [content_words(p) for p in previous or []]
         chosen: list[_Draft] = []
         for d in drafts:
             key = content_words(d.text)
             if any(near_duplicate(key, content_words(c.text)) for c in chosen):
                 continue
-            if seen and any(near_duplicate(key, old, 0.5) for old in seen) and len(drafts) > 1:
+            if seen and any(near_duplicate(k, old, 0.5) for k in self._shown_as(d, key, language) for old in seen):
                 continue  # a follow-up answers the new focus, not the previous answer again
+            if d.rank >= MAX_SOURCES and (chosen or not seen):
+                continue  # passages past the first five only stand in for a follow-up's repeated ones
             chosen.append(d)
             if len(chosen) >= MAX_BULLETS:
                 break
-        if not chosen and drafts:
+        cited_by_lead: list[_Draft] = []
+        if not chosen and seen and drafts:  # nothing new: say so in the lead, no bullet repeats the last answer
+            notes = ["follow-up: every passage found repeats the previous answer"]
+            fact_lead, _ = self._lead(question, language, analysis, drafts[:MAX_SOURCES], notes)
+            top = max((d for d in drafts if d.rank >= 0), key=lambda d: d.score, default=drafts[0])
+            if any(n.startswith("count:") for n in notes):
+                fact_lead = ""  # a count of objectives is no answer to the new focus: its best passage is
+            said = fact_lead.rstrip(" :.") if fact_lead else self._mark(top, language)[0].rstrip(" .")
+            lead = prompts.text(language, "lead_nothing_more", answer=said)
+            cited_by_lead = [top] if not fact_lead else \
+                [d for d in drafts[:MAX_SOURCES] if d.hit.record["id"] in {x.hit.record["id"] for x in drafts[:3]}]
+        elif not chosen and drafts:
             chosen = drafts[:1]
+        elif not extra and lead:  # the lead names only facts of the bullets actually shown (so cited)
+            notes = []
+            lead, _ = self._lead(question, language, analysis, chosen, notes)
         sources: list[Source] = []
         number: dict[str, int] = {}
         bullets: list[Bullet] = []
+        for d in cited_by_lead:  # the lead's passages are cited even though no bullet shows them again
+            rec = d.hit.record
+            if rec["id"] not in number:
+                number[rec["id"]] = len(sources) + 1
+                sources.append(Source(number[rec["id"]], rec["id"], rec["document"], rec["title"], rec["section"],
+                                      rec["text"], round(d.hit.score, 5), rec["metadata"]))
+        if sources:
+            lead += " " + "".join(f"[{s.n}]" for s in sources)
         for d in chosen:
             rec = d.hit.record
             if rec["id"] not in number:
                 number[rec["id"]] = len(sources) + 1
                 sources.append(Source(number[rec["id"]], rec["id"], rec["document"], rec["title"], rec["section"],
                                       rec["text"], round(d.hit.score, 5), rec["metadata"]))
-            text = self._mark(d, language)
-            line_language = language if isinstance(d.fact, (AreaResult, list)) else rec.get("language", "it")
-            bullets.append(Bullet(text, number[rec["id"]], line_language, d.kind, list(d.years), d.realised))
+            text, original = self._mark(d, language)
+            line_language = language if isinstance(d.fact, (AreaResult, list)) or original else rec.get("language", "it")
+            bullets.append(Bullet(text, number[rec["id"]], line_language, d.kind, list(d.years), d.realised,
+                                  "it" if original else None, original))
         if not lead:
             lead = prompts.text(language, "lead" if len(sources) > 1 else "lead_single")
             if language == "en" and all(s.metadata.get("language") == "en" for s in sources):
-                lead = prompts.text("en", "lead_single").split(" (")[0] + ":"
+                lead = prompts.text("en", "lead_single").split(" (")[0].rstrip(":") + ":"
         return Answer(question, language, True, render(lead, bullets, sources, language), sources,
                       evidence={"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense},
                       lead=lead, bullets=bullets, notes=notes)
@@ -349,7 +444,8 @@ class Composer:
         limit = 140 if language == "it" else 70  # an English lead quotes as little Italian as it can
 
         def short(text: str) -> str:
-            return _short(text, limit)
+            english = self._name(text, language)  # a translated name may be as long as an Italian lead's
+            return _short(english, 140 if english != text else limit)
 
         hits_by_id = {d.hit.record["id"]: d.hit for d in drafts}
         if analysis.has("rank") and self.facts.measured_areas() and self.facts.overall:
@@ -368,15 +464,15 @@ class Composer:
                             and isinstance(d.fact[0], Figure)), None)
             if figures is not None:
                 notes.append("figures: formatted from the cited page (the amount's unit is not printed; shown as €)")
-                shown = ", ".join(f"{f.label.lower()} {f.display(language)}" for f in figures.fact)
+                shown = ", ".join(f"{self._name(f.label, language).lower()} {f.display(language)}" for f in figures.fact)
                 return t(language, "lead_quantity_figures", title=figures.hit.record["title"], figures=shown), []
             area = next((d for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
             if area is not None:
                 fact = area.fact
                 if fact.realised is None:
-                    note = fact.note or t(language, "not_measured_note")
-                    return t(language, "lead_quantity_area_none", name=fact.name, note=note), []
-                return t(language, "lead_quantity_area", name=fact.name,
+                    note = self._name(fact.note or "", language) or t(language, "not_measured_note")
+                    return t(language, "lead_quantity_area_none", name=self._name(fact.name, language), note=note), []
+                return t(language, "lead_quantity_area", name=self._name(fact.name, language),
                          pct=format_percent(fact.realised, language)), []
         if analysis.has("who") and top is not None:
             people = [m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
@@ -397,7 +493,7 @@ class Composer:
             marked = [d for d in drafts if d.kind == "planned" and analysis.year in d.years
                       and d.years != self._period(d)]
             if marked:
-                items = ", ".join(f"«{_short(d.text, 90)}»" if language == "it" else f"“{_short(d.text, 90)}”"
+                items = ", ".join(f"«{_short(d.text, 90)}»" if language == "it" else f"“{_short(self._name(d.text, language), 90)}”"
                                   for d in marked)
                 return t(language, "lead_planned_year", year=analysis.year, items=items), []
             return t(language, "lead_planned_year_none", planned=short(planned.text)), []
@@ -417,15 +513,25 @@ class Composer:
                          pct=format_percent(done.realised, language)), []
             if planned:
                 return t(language, "lead_planned", planned=short(planned.text)), []
+        results = [d.fact for d in drafts if isinstance(d.fact, ResultObjective)]
+        if results and all(r.realised is None for r in results):  # an unmeasured area: say why, not a count
+            area = next((a for a in self.facts.areas if a.number == results[0].area and a.realised is None), None)
+            if area is not None:
+                note = (area.note or "").rstrip(".") if language == "it" and area.note \
+                    else t(language, "not_measured_note")
+                return t(language, "lead_quantity_area_none", name=area.name, note=note), []
         n_plan = len({id(d.fact) for d in drafts if d.kind == "planned"})
         n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
         if n_plan or n_done:
             notes.append("count: objectives among the cited passages")
+            def count(n: int) -> str:  # "un obiettivo", "3 obiettivi"
+                return t(language, "objectives_one") if n == 1 else t(language, "objectives_many", n=n)
+
             if n_plan and n_done:
-                return t(language, "lead_overview", planned=n_plan, done=n_done), []
+                return t(language, "lead_overview", planned=count(n_plan), done=count(n_done)), []
             if n_plan:
-                return t(language, "lead_overview_plan", planned=n_plan), []
-            return t(language, "lead_overview_done", done=n_done), []
+                return t(language, "lead_overview_plan", planned=count(n_plan)), []
+            return t(language, "lead_overview_done", done=count(n_done)), []
         return "", []
 
     def _rank_lead(self, question: str, language: str, drafts: list[_Draft],
@@ -438,7 +544,7 @@ class Composer:
         extra: list[_Draft] = []
         if rank_direction(question) == "low":
             low = min(areas, key=lambda a: a.realised)
-            lead = prompts.text(language, "lead_rank_low", name=low.name, pct=format_percent(low.realised, language),
+            lead = prompts.text(language, "lead_rank_low", name=self._name(low.name, language), pct=format_percent(low.realised, language),
                                 overall=format_percent(overall, language))
             hit = self._hit_for(low.passage, drafts) or table
             for obj in sorted((o for o in self.facts.results.values() if o.area == low.number),
@@ -448,15 +554,15 @@ class Composer:
         full = [a for a in areas if a.realised >= 100]
         rest = [a for a in self.facts.areas if a not in full]
         lead = prompts.text(language, "lead_rank_high", count=len(full), total=len(self.facts.areas),
-                            names=", ".join(a.name for a in full))
+                            names=", ".join(self._name(a.name, language) for a in full))
         if rest:
-            shown = [f"{a.name} ({format_percent(a.realised, language)})" if a.realised is not None
-                     else f"{a.name} (–)" for a in rest]
+            shown = [f"{self._name(a.name, language)} ({format_percent(a.realised, language)})" if a.realised is not None
+                     else f"{self._name(a.name, language)} (–)" for a in rest]
             lead += " " + prompts.text(language, "lead_rank_high_rest", rest="; ".join(shown))
-        return lead, [_Draft(9.0, -1, prompts.text(language, "area_result", name=a.name,
+        return lead, [_Draft(9.0, -1, prompts.text(language, "area_result", name=self._name(a.name, language),
                                                    pct=format_percent(a.realised, language)) if a.realised is not None
-                             else prompts.text(language, "area_unmeasured", name=a.name,
-                                               note=(a.note or prompts.text(language, "not_measured_note")).rstrip(".")),
+                             else prompts.text(language, "area_unmeasured", name=self._name(a.name, language),
+                                               note=(self._name(a.note or "", language) or prompts.text(language, "not_measured_note")).rstrip(".")),
                              table, "done", [2023], a.realised, fact=a) for a in rest][:2]
 
     def _hit_for(self, passage_id: str, drafts: list[_Draft]) -> Hit:

@@ -4,6 +4,10 @@ Two signals, both in 0..1: lexical coverage (the IDF-weighted share of the quest
 words found in the top passages, directly or through the glossary) and dense similarity of the
 best passage rescaled between two calibration points. Words the corpus has never seen weigh the
 most, which is what pushes "ricetta del pasticciotto" or "World Cup" below the threshold.
+
+An English question is read against each passage's Italian and English words (``record["en"]``, the
+reviewed translation the index stored): ``score(..., language="en")`` uses those bilingual token
+sets and their document frequencies; Italian questions see the Italian ones only, as before.
 """
 
 from __future__ import annotations
@@ -47,31 +51,36 @@ class EvidenceScorer:
         self.lexical_weight = lexical_weight
         self.unknown_weight = unknown_weight
         self._tokens: dict[str, set[str]] = {}
-        df: dict[str, int] = {}
         for cid, rec in records.items():
-            toks = set(analyze(rec["text"], rec.get("language", "it")))
-            self._tokens[cid] = toks
-            for t in toks:
-                df[t] = df.get(t, 0) + 1
-        n = max(len(records), 1)
-        self._idf = {t: math.log(1 + n / c) for t, c in df.items()}
-        self._max_idf = math.log(1 + n)
+            self._tokens[cid] = set(analyze(rec["text"], rec.get("language", "it")))
+        self._idf = _idf(self._tokens)
+        self._max_idf = math.log(1 + max(len(records), 1))
+        # Italian and English words of the translated passages, for English questions.
+        self._tokens_en = {cid: toks | set(analyze(records[cid]["en"]["text"], "en")) if "en" in records[cid] else toks
+                           for cid, toks in self._tokens.items()}
+        self._idf_en = _idf(self._tokens_en) if any("en" in r for r in records.values()) else self._idf
 
-    def idf(self, stems: list[str]) -> float:
-        known = [self._idf[s] for s in stems if s in self._idf]
+    def _view(self, language: str) -> tuple[dict[str, set[str]], dict[str, float]]:
+        return (self._tokens_en, self._idf_en) if language == "en" else (self._tokens, self._idf)
+
+    def idf(self, stems: list[str], language: str = "it") -> float:
+        idf = self._view(language)[1]
+        known = [idf[s] for s in stems if s in idf]
         return min(known) if known else self._max_idf
 
     def content_terms(self, question: str) -> list[str]:
         return [w for w in query_words(question) if w not in ALL_STOPWORDS and w not in GENERIC and len(w) > 1]
 
-    def known(self, term: str) -> bool:
-        return any(s in self._idf for s in (_stemmer("it").stemWord(term), _stemmer("en").stemWord(term)))
+    def known(self, term: str, language: str = "it") -> bool:
+        idf = self._view(language)[1]
+        return any(s in idf for s in (_stemmer("it").stemWord(term), _stemmer("en").stemWord(term)))
 
-    def uncovered(self, phrases: list[str], hit_ids: list[str], top: int = 3) -> list[str]:
+    def uncovered(self, phrases: list[str], hit_ids: list[str], top: int = 3, language: str = "it") -> list[str]:
         """Required focus phrases (a desk service, a street name) whose words no top passage contains."""
+        view = self._view(language)[0]
         tokens: set[str] = set()
         for cid in hit_ids[:top]:
-            tokens |= self._tokens.get(cid, set())
+            tokens |= view.get(cid, set())
         out = []
         for phrase in phrases:
             content = [w for w in words(phrase) if w not in ALL_STOPWORDS] or words(phrase)
@@ -80,15 +89,16 @@ class EvidenceScorer:
         return out
 
     def score(self, question: str, hit_ids: list[str], top_dense: float, expansion: Expansion,
-              required: list[str] | None = None) -> Evidence:
+              required: list[str] | None = None, language: str = "it") -> Evidence:
         # Coverage is read passage by passage (the best of the top few): words scattered over
         # several passages are not evidence, but the best answer need not be ranked first.
         glossary_words = {w for term in expansion.matched for w in words(term)}
+        tokens, idf = self._view(language)
         terms = []
         for term in self.content_terms(question):
             stems = list({_stemmer("it").stemWord(term), _stemmer("en").stemWord(term)})
-            weight = self.idf(stems)
-            if not any(s in self._idf for s in stems) and term not in glossary_words:
+            weight = self.idf(stems, language)
+            if not any(s in idf for s in stems) and term not in glossary_words:
                 # A word the documents never use and the glossary doesn't know: often chatter
                 # ("mia mamma", "passano ogni…"), sometimes the real topic ("football"): it counts, less.
                 weight *= self.unknown_weight
@@ -97,7 +107,7 @@ class EvidenceScorer:
         italian = [set(analyze(t, "it")) for t in expansion.italian]
         coverage, missing = 0.0, [term for term, _, _ in terms]
         for cid in hit_ids[:TOP]:
-            passage_tokens = self._tokens.get(cid, set())
+            passage_tokens = tokens.get(cid, set())
             expanded_hits = glossary_words if any(t & passage_tokens for t in italian) else set()
             covered = 0.0
             gaps = []
@@ -112,5 +122,14 @@ class EvidenceScorer:
         dense = (top_dense - self.dense_low) / (self.dense_high - self.dense_low)
         dense = min(1.0, max(0.0, dense))
         score = self.lexical_weight * coverage + (1 - self.lexical_weight) * dense
-        uncovered = self.uncovered(required or [], hit_ids)
+        uncovered = self.uncovered(required or [], hit_ids, language=language)
         return Evidence(round(coverage, 3), round(dense, 3), round(score, 3), missing, uncovered)
+
+
+def _idf(tokens: dict[str, set[str]]) -> dict[str, float]:
+    df: dict[str, int] = {}
+    for toks in tokens.values():
+        for t in toks:
+            df[t] = df.get(t, 0) + 1
+    n = max(len(tokens), 1)
+    return {t: math.log(1 + n / c) for t, c in df.items()}

@@ -7,6 +7,13 @@ batches an interrupted ingest already wrote into its half-built collection: a re
 kill embeds only what is missing. One ingest at a time (retrieval/ingest_lock.py); after the
 switch only the new generation and the previous one (still loaded by servers that have not
 reloaded yet) are kept.
+
+English passages (issue 14): an Italian passage with a complete approved translation
+(retrieval/translations.py) gets a second vector in the same collection, id ``<passage>#en``
+(reused by content hash like the others), and a second BM25 index (``bm25_en``: every passage plus the
+English twins, each stemmed in its language, so English documents and twins share one vocabulary);
+its record carries the English as ``record["en"]``. The translations are part of the digest, so an
+approved line rebuilds the generation on the next ingest.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import sqlite3
 import time
 import uuid
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +44,7 @@ from retrieval.ingest_lock import IngestLock
 from retrieval.language import detect_language
 from retrieval.lexical import LexicalIndex
 from retrieval.progress import ProgressFn, quiet_libraries
+from retrieval.translations import TranslationStore, Translations
 
 log = logging.getLogger(__name__)
 quiet_libraries()  # after bm25s's import, which sets its logger to DEBUG
@@ -44,6 +52,7 @@ quiet_libraries()  # after bm25s's import, which sets its logger to DEBUG
 POINTER = "CURRENT.json"
 POINTER_COLLECTION = "sibyl_pointer"  # with a Chroma server: the pointer every replica reads
 GENERATION_PREFIX = "sibyl_g"
+EN_SUFFIX = "#en"  # the id of a passage's English vector: <passage id>#en
 BATCH = 32  # chunks embedded and persisted at a time: what a killed ingest can lose
 PAGE = 500
 
@@ -150,7 +159,8 @@ class IndexStore:
         if not corpus.chunks:
             raise ValueError(f"no readable documents in {corpus_dir}")
         model_id = embedding_id(self.config.embedding)
-        digest = corpus_digest(corpus.chunks, model_id)
+        english = english_chunks(corpus.chunks, self._translations(corpus_dir))
+        digest = corpus_digest(corpus.chunks, model_id, english)
         current = self.current()
         if current and not force and current.get("digest") == digest and self._collection_exists(current):
             return IngestResult(current["generation"], False, len(corpus.chunks), 0, 0,
@@ -162,13 +172,14 @@ class IndexStore:
         collection = self.client.create_collection(
             f"sibyl_{generation}", metadata={"hnsw:space": "cosine", "embedding": model_id}, embedding_function=None
         )
-        reused_vectors = self._reusable_vectors(current, model_id, corpus.chunks)
-        order = {c.id: i for i, c in enumerate(corpus.chunks)}
-        reused = [c for c in corpus.chunks if c.id in reused_vectors]
+        every = corpus.chunks + english
+        reused_vectors = self._reusable_vectors(current, model_id, every)
+        order = {c.id: i for i, c in enumerate(every)}
+        reused = [c for c in every if c.id in reused_vectors]
         for start in range(0, len(reused), BATCH):
             batch = reused[start : start + BATCH]
             _add(collection, batch, [reused_vectors[c.id] for c in batch], order)
-        todo = [c for c in corpus.chunks if c.id not in reused_vectors]
+        todo = [c for c in every if c.id not in reused_vectors]
         if todo:
             log.info("embedding %d chunks (%d reused)", len(todo), len(reused))
             if progress is not None:
@@ -184,9 +195,14 @@ class IndexStore:
         lexical = LexicalIndex.build([c.id for c in corpus.chunks], [c.text for c in corpus.chunks],
                                      [c.language for c in corpus.chunks])
         lexical.save(gen_dir / "bm25")
+        if english:
+            both = corpus.chunks + english
+            LexicalIndex.build([c.id for c in both], [c.text for c in both],
+                               [c.language for c in both]).save(gen_dir / "bm25_en")
+        by_passage = {c.id[: -len(EN_SUFFIX)]: c for c in english}
         with (gen_dir / "chunks.jsonl").open("w", encoding="utf-8") as fh:
             for c in corpus.chunks:
-                fh.write(json.dumps(chunk_record(c), ensure_ascii=False) + "\n")
+                fh.write(json.dumps(chunk_record(c, by_passage.get(c.id)), ensure_ascii=False) + "\n")
         seconds = time.perf_counter() - started
         manifest = {
             "generation": generation,
@@ -198,6 +214,7 @@ class IndexStore:
             "documents": corpus.documents,
             "skipped": corpus.skipped,
             "chunks": len(corpus.chunks),
+            "english_passages": len(english),
         }
         (gen_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         lock.check()  # a lost Chroma lease: another replica is building, do not switch under it
@@ -208,6 +225,12 @@ class IndexStore:
                  generation, len(corpus.chunks), len(todo), len(reused), seconds)
         return IngestResult(generation, True, len(corpus.chunks), len(todo), len(reused), seconds,
                             corpus.documents, corpus.skipped)
+
+    def _translations(self, corpus_dir: Path) -> Translations:
+        """The approved English lines: the corpus's own, under the data directory's (operator approvals)."""
+        if self.config.data_dir is None:
+            return Translations.load(Path(corpus_dir) / "translations" / "en")
+        return TranslationStore.under(corpus_dir, self.config.data_dir).current()
 
     def _collection_exists(self, manifest: dict) -> bool:
         try:
@@ -282,36 +305,52 @@ class IndexStore:
                 rec = json.loads(line)
                 records[rec["id"]] = rec
         self.hooks.index_loaded(manifest)
+        english = gen_dir / "bm25_en"
         return LoadedIndex(
             manifest=manifest,
             collection=collection,
             lexical=LexicalIndex.load(gen_dir / "bm25"),
             records=records,
             client=self.client,
+            lexical_en=LexicalIndex.load(english) if english.exists() else None,
         )
 
     def _rebuild_local(self, manifest: dict, collection) -> None:
         """Another replica built this generation: derive the chunk records and BM25 from the collection."""
         started = time.perf_counter()
         rows = []
+        english: dict[str, dict] = {}
+        seen = 0
         while True:
-            got = collection.get(include=["documents", "metadatas"], limit=PAGE, offset=len(rows))
+            got = collection.get(include=["documents", "metadatas"], limit=PAGE, offset=seen)
             if not got["ids"]:
                 break
+            seen += len(got["ids"])
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
                 meta = dict(meta or {})
-                ordinal = meta.pop("ordinal", len(rows))
+                ordinal = meta.pop("ordinal", seen)
                 meta.pop("content_hash", None)
+                if cid.endswith(EN_SUFFIX):
+                    english[cid[: -len(EN_SUFFIX)]] = {"title": meta["title"], "section": meta["section"], "text": text}
+                    continue
                 rows.append((ordinal, {"id": cid, "document": meta["document"], "title": meta["title"],
                                        "section": meta["section"], "text": text, "language": meta["language"],
                                        "metadata": meta}))
         rows.sort(key=lambda row: row[0])
         records = [rec for _, rec in rows]
+        for rec in records:
+            if rec["id"] in english:
+                rec["en"] = english[rec["id"]]
         gen_dir = self.generation_dir(manifest["generation"])
         tmp = gen_dir.parent / f".{gen_dir.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp"
         tmp.mkdir(parents=True)
         LexicalIndex.build([r["id"] for r in records], [r["text"] for r in records],
                            [r["language"] for r in records]).save(tmp / "bm25")
+        translated = [r for r in records if "en" in r]
+        if translated:
+            LexicalIndex.build([r["id"] for r in records] + [r["id"] + EN_SUFFIX for r in translated],
+                               [r["text"] for r in records] + [r["en"]["text"] for r in translated],
+                               [r["language"] for r in records] + ["en"] * len(translated)).save(tmp / "bm25_en")
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -335,6 +374,7 @@ class LoadedIndex:
     lexical: LexicalIndex
     records: dict[str, dict]
     client: object = None
+    lexical_en: LexicalIndex | None = None  # every passage plus the English twins (ids <passage>#en)
 
 
 def _complete(gen_dir: Path) -> bool:
@@ -371,14 +411,29 @@ def embedding_text(chunk: Chunk) -> str:
     return _OBJECTIVE_LABEL.sub(r"\1: ", text)
 
 
-def chunk_record(chunk: Chunk) -> dict:
-    return {"id": chunk.id, "document": chunk.document, "title": chunk.title, "section": chunk.section,
-            "text": chunk.text, "language": chunk.language, "metadata": chunk.flat_metadata()}
+def chunk_record(chunk: Chunk, english: Chunk | None = None) -> dict:
+    record = {"id": chunk.id, "document": chunk.document, "title": chunk.title, "section": chunk.section,
+              "text": chunk.text, "language": chunk.language, "metadata": chunk.flat_metadata()}
+    if english is not None:
+        record["en"] = {"title": english.title, "section": english.section, "text": english.text}
+    return record
 
 
-def corpus_digest(chunks: list[Chunk], model_id: str) -> str:
+def english_chunks(chunks: list[Chunk], translations: Translations) -> list[Chunk]:
+    """The English twin (id <passage>#en) of every non-English passage whose every line has an approved translation."""
+    out = []
+    for c in chunks:
+        if c.language == "en":
+            continue
+        en = translations.translate_record(c)
+        if en is not None:
+            out.append(replace(c, id=c.id + EN_SUFFIX, language="en", **en))
+    return out
+
+
+def corpus_digest(chunks: list[Chunk], model_id: str, english: list[Chunk] = ()) -> str:
     h = hashlib.sha256(model_id.encode())
-    for c in sorted(chunks, key=lambda c: c.id):
+    for c in sorted([*chunks, *english], key=lambda c: c.id):
         h.update(c.content_hash.encode())
     return h.hexdigest()
 

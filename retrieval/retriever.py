@@ -1,4 +1,10 @@
-"""Hybrid retrieval: dense (the Chroma collection) and BM25, fused by reciprocal rank."""
+"""Hybrid retrieval: dense (the Chroma collection) and BM25, fused by reciprocal rank.
+
+An English question also meets the English text of translated passages (``<passage>#en`` in the
+collection, and in a second BM25 index over every passage plus the twins): per passage and per side the
+better of its two ranks counts, then RRF, so a passage is one hit whichever language matched. Italian questions see the Italian side
+only (their ranking is what it was before the translations), still with one query embedding.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ from langchain_core.embeddings import Embeddings
 
 from retrieval.config import ConfigSource, as_config
 from retrieval.glossary import Expansion, expand
-from retrieval.index import LoadedIndex
-from retrieval.lexical import analyze_query
+from retrieval.index import EN_SUFFIX, LoadedIndex
+from retrieval.lexical import LexicalIndex, analyze_query
 
 
 @dataclass
@@ -71,8 +77,10 @@ class HybridRetriever:
         return vector
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
-               expansion: Expansion | None = None) -> list[Hit]:
+               expansion: Expansion | None = None, language: str = "it") -> list[Hit]:
+        """`language`: the question's; "en" adds the English passages to both sides."""
         k = k or self.config.top_k
+        english = language == "en" and self.index.lexical_en is not None
         filters = filters or Filters()
         expansion = expansion if expansion is not None else expand(query)
         depth = max(self.config.candidates, k)
@@ -83,25 +91,19 @@ class HybridRetriever:
             dense_query = f"{query} ({'; '.join(expansion.italian[:3])})"
         # Ids and distances only: the passages are already in memory (index.records), and asking
         # Chroma for documents and metadatas too doubles the cost of the query.
-        found = self.index.collection.query(query_embeddings=[self.embed_query(dense_query)], n_results=depth,
+        # The collection holds the English twins too: twice the depth keeps `depth` passages of each side.
+        found = self.index.collection.query(query_embeddings=[self.embed_query(dense_query)],
+                                            n_results=depth * 2 if self.index.lexical_en is not None else depth,
                                             where=filters.where(), include=["distances"])
         dense_ranked = [(cid, 1.0 - float(distance)) for cid, distance in zip(found["ids"][0], found["distances"][0])]
+        dense_info = _best_ranks(dense_ranked, english, depth)
 
         tokens = analyze_query(" ".join([query, *expansion.terms]))
-        scores = self.index.lexical.scores(tokens)
-        ids = self.index.lexical.ids
-        order = np.argsort(-scores)
-        lexical_ranked = []
-        for i in order:
-            if scores[i] <= 0 or len(lexical_ranked) >= depth:
-                break
-            record = self.index.records.get(ids[i])
-            if record is not None and filters.matches(record):
-                lexical_ranked.append((ids[i], float(scores[i])))
+        lexical = self.index.lexical_en if english and self.index.lexical_en is not None else self.index.lexical
+        lex_info = _best_ranks(self._lexical(lexical, tokens, filters, depth * 2 if english else depth),
+                               english, depth)
 
         fused: dict[str, float] = {}
-        dense_info = {cid: (rank, sim) for rank, (cid, sim) in enumerate(dense_ranked)}
-        lex_info = {cid: (rank, sc) for rank, (cid, sc) in enumerate(lexical_ranked)}
         rrf = self.config.rrf_k
         for cid, (rank, _) in dense_info.items():
             fused[cid] = fused.get(cid, 0.0) + self.config.dense_weight / (rrf + rank + 1)
@@ -117,3 +119,32 @@ class HybridRetriever:
             l_rank, l_score = lex_info.get(cid, (None, 0.0))
             hits.append(Hit(cid, record, score, d_sim, l_score, d_rank, l_rank))
         return hits
+
+    def _lexical(self, lexical: LexicalIndex, tokens: list[str], filters: Filters, depth: int) -> list[tuple[str, float]]:
+        scores = lexical.scores(tokens)
+        ids = lexical.ids
+        ranked = []
+        for i in np.argsort(-scores):
+            if scores[i] <= 0 or len(ranked) >= depth:
+                break
+            record = self.index.records.get(_passage(ids[i]))
+            if record is not None and filters.matches(record):
+                ranked.append((ids[i], float(scores[i])))
+        return ranked
+
+
+def _passage(cid: str) -> str:
+    return cid.removesuffix(EN_SUFFIX)
+
+
+def _best_ranks(ranked: list[tuple[str, float]], english: bool, depth: int) -> dict[str, tuple[int, float]]:
+    """Passage id -> (rank, score), ranks counted over distinct passages: an English twin and its original
+    count once, at the better (first) place; without `english` the twins are skipped."""
+    out: dict[str, tuple[int, float]] = {}
+    for cid, score in ranked:
+        if not english and cid.endswith(EN_SUFFIX):
+            continue
+        pid = _passage(cid)
+        if pid not in out and len(out) < depth:
+            out[pid] = (len(out), score)
+    return out
