@@ -78,7 +78,7 @@ async def _load(url: str, questions: list[str], clients: int, seconds: float) ->
                     async with http.post("/api/chat", json={"message": question}) as r:
                         await r.read()
                         ok, key = r.status == 200, str(r.status)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     ok, key = False, type(exc).__name__
                 if not record:
                     continue

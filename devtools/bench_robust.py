@@ -190,8 +190,8 @@ def _strategies(questions: list[str]):
         st.text(any_char, max_size=200),
         st.text(st.characters(categories=["Mn", "Me", "Mc"]) | st.sampled_from("aeiouàèìòù "), max_size=600),
         st.lists(st.sampled_from(SPECIAL + expanding_characters()), min_size=1, max_size=80).map("".join),
-        st.builds(lambda q, junk, at: q[:at] + junk + q[at:], st.sampled_from(questions), st.text(any_char, max_size=40),
-                  st.integers(0, 200)),
+        st.builds(lambda q, junk, at: q[:at] + junk + q[at:], st.sampled_from(questions),
+                  st.text(any_char, max_size=40), st.integers(0, 200)),
         st.sampled_from(questions),
         st.text(st.characters(categories=["Cs"]) | any_char, max_size=60),  # lone surrogates
         st.builds(lambda s, n: s * n, st.lists(st.sampled_from(SPECIAL + ["à", "a", "è "]) | any_char, min_size=1,
@@ -370,12 +370,13 @@ def _http_case(route: Route, components: dict, draw, st, texts, json_values, hea
             ctype = b"application/x-www-form-urlencoded"
         else:
             content = b""
-        headers["Content-Type"] = draw(st.sampled_from([ctype] * 8 + [b"text/plain", b"application/json; charset=latin-1",
-                                                                      b"application/x-www-form-urlencoded"]))
+        odd_types = [b"text/plain", b"application/json; charset=latin-1", b"application/x-www-form-urlencoded"]
+        headers["Content-Type"] = draw(st.sampled_from([ctype] * 8 + odd_types))
         note = mode
     if params:  # encoded here: lone surrogates go out as the invalid UTF-8 a raw client could send
-        path += "?" + "&".join(f"{quote(k, safe='', errors='surrogatepass')}={quote(v, safe='', errors='surrogatepass')}"
-                               for k, v in params)
+        path += "?" + "&".join(
+            f"{quote(k, safe='', errors='surrogatepass')}={quote(v, safe='', errors='surrogatepass')}"
+            for k, v in params)
         path = re.sub(r"%[0-9A-F]?$", "", path[:MAX_URL])  # long, but under what HTTP clients will send
     return Case(f"{route.method} {route.path}", route.method, path, note + (" (signed in)" if auth else ""),
                 params, headers, content, auth=auth)
@@ -470,8 +471,8 @@ def generate_cases(n: int, routes: list[Route], components: dict, seed: int, bot
 
     def round_of(round_seed: int):
         @hypothesis_seed(round_seed)
-        @hypothesis_settings(max_examples=max(n - len(cases), 50), phases=[Phase.generate], database=None, deadline=None,
-                             suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(max_examples=max(n - len(cases), 50), phases=[Phase.generate], database=None,
+                             deadline=None, suppress_health_check=list(HealthCheck))
         @given(st.data())
         def draw_one(data) -> None:  # every choice is a draw: hypothesis replays prefixes and checks they match
             draw = data.draw
@@ -508,7 +509,8 @@ def _walk(routes, prefix: str = ""):
 
     for route in routes:
         if hasattr(route, "original_router"):
-            yield from _walk(route.original_router.routes, prefix + (getattr(route.include_context, "prefix", "") or ""))
+            sub_prefix = getattr(route.include_context, "prefix", "") or ""
+            yield from _walk(route.original_router.routes, prefix + sub_prefix)
         elif isinstance(route, Mount):
             yield "mount", prefix + route.path, route
         else:
@@ -668,7 +670,8 @@ async def run_fuzz(target: ProcessTarget, cases: list[Case] | queue.Queue, timeo
             tally.count(case, f"{status // 100}xx")
             if status >= 500:
                 tally.server_errors.append(Finding(case, f"HTTP {status} {response.text[:200]!r}"))
-            elif b"event: error" in response.content and "text/event-stream" in response.headers.get("content-type", ""):
+            elif (b"event: error" in response.content
+                  and "text/event-stream" in response.headers.get("content-type", "")):
                 tally.stream_errors.append(Finding(case, "SSE error event after 200: "
                                                          + response.text[-200:].replace("\n", " ")))
                 tally.count(case, "stream-error")
@@ -924,7 +927,8 @@ def run_bench_robust(settings: Settings, fuzz: int = 10_000, soak_seconds: float
             if soak_seconds > 0:
                 print(f"bench-robust: fuzz done, soak {soak_seconds:g} s with {clients} clients", file=sys.stderr,
                       flush=True)
-            soak = asyncio.run(run_soak(target, soak_seconds, clients, timeout, seed=seed)) if soak_seconds > 0 else None
+            soak = (asyncio.run(run_soak(target, soak_seconds, clients, timeout, seed=seed))
+                    if soak_seconds > 0 else None)
         finally:
             target.stop()
             if peer is not None:
@@ -979,7 +983,8 @@ def _report(fuzz, seed, routes, tally: FuzzTally, posted, accepted, bot_seen, re
     bot_part = fuzz_part["bot"] or {}
     failures = {
         "crashes": fuzz_part["crashes"] + int(bool(soak_part and soak_part["crashed"])),
-        "5xx": fuzz_part["server_errors"] + fuzz_part["stream_errors"] + (soak_part["server_errors"] if soak_part else 0),
+        "5xx": (fuzz_part["server_errors"] + fuzz_part["stream_errors"]
+                + (soak_part["server_errors"] if soak_part else 0)),
         "hangs": fuzz_part["hangs"] + (soak_part["hangs"] if soak_part else 0) + bot_part.get("unhandled", 0),
         "bot_handler_errors": bot_part.get("handler_errors", 0) + bot_part.get("bot_api_rejections", 0),
         "soak_errors": sum(soak_part["errors"].values()) if soak_part else 0,
@@ -995,7 +1000,8 @@ def _format(report: dict) -> str:
     lines = [(f"Fuzz: {f['sent']} of {f['inputs']} inputs over {f['endpoints']} endpoints + the bot webhook "
               f"(seed {f['seed']}), {f['concurrency']} concurrent, timeout {f['timeout_s']:g} s, {f['seconds']} s; "
               f"server RSS {f['rss_start_mb']} -> {f['rss_end_mb']} MB")]
-    header = f"{'endpoint':<46} {'n':>6} {'2xx':>5} {'3xx':>5} {'4xx':>5} {'5xx':>4} {'hang':>4} {'conn':>4} {'crash':>5}"
+    header = (f"{'endpoint':<46} {'n':>6} {'2xx':>5} {'3xx':>5} {'4xx':>5} {'5xx':>4} {'hang':>4} {'conn':>4} "
+              f"{'crash':>5}")
     lines += ["", header, "-" * len(header)]
     for endpoint, counts in f["by_endpoint"].items():
         n = sum(counts.values())
@@ -1006,11 +1012,13 @@ def _format(report: dict) -> str:
     lines.append("")
     if f["bot"]:
         b = f["bot"]
-        lines.append(f"bot: {b['updates_posted']} updates posted, {b['accepted']} accepted (2xx), {b['handled']} handled, "
+        lines.append(f"bot: {b['updates_posted']} updates posted, {b['accepted']} accepted (2xx), "
+                     f"{b['handled']} handled, "
                      f"{b['handler_errors']} handler errors, {b['unhandled']} never handled, "
                      f"{b['bot_api_rejections']} calls rejected by the Bot API")
         lines += [f"  rejected: {x}" for x in b["bot_api_rejection_samples"]]
-    lines.append(f"crashes {f['crashes']}, 5xx {f['server_errors']}, SSE errors {f['stream_errors']}, hangs {f['hangs']}, "
+    lines.append(f"crashes {f['crashes']}, 5xx {f['server_errors']}, SSE errors {f['stream_errors']}, "
+                 f"hangs {f['hangs']}, "
                  f"connection errors {f['connection_errors']}")
     for i, crash in enumerate(f["crash_details"], 1):
         lines.append(f"  crash {i}: exit {crash['returncode']}; log: "
@@ -1025,7 +1033,8 @@ def _format(report: dict) -> str:
                      f"errors {s['errors'] or 0}, 5xx {s['server_errors']}, hangs {s['hangs']}, "
                      f"crashed {'yes' if s['crashed'] else 'no'}")
         rss_line = (f"RSS: start {s['rss_start_mb']} MB, max {s['rss_max_mb']} MB, end {s['rss_end_mb']} MB, "
-                    f"growth {s['rss_growth_pct']}% (limit {report['max_rss_growth_pct']:g}%, {s['rss_samples']} samples)")
+                    f"growth {s['rss_growth_pct']}% (limit {report['max_rss_growth_pct']:g}%, "
+                    f"{s['rss_samples']} samples)")
         lines += ["", soak_line, rss_line]
         if s["crashed"]:
             lines.append("  crash log: " + " | ".join(s["crash_log"].strip().splitlines()[-3:])[:400])

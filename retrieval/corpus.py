@@ -121,7 +121,9 @@ def _detect(detect_language, text: str) -> str:
     return detect_language(text[:2000]) if detect_language else "it"
 
 
-def _chunk(doc_id: str, title: str, section: str, body: str, language: str, meta: dict, key: str | None = None) -> Chunk:
+def _chunk(
+    doc_id: str, title: str, section: str, body: str, language: str, meta: dict, key: str | None = None
+) -> Chunk:
     text = f"{title}\n{section}\n{body}" if section and not section.startswith("§") else f"{title}\n{body}"
     return Chunk(
         id=f"{doc_id}:{key or slug(section)}",
@@ -183,13 +185,14 @@ def report_chunks(doc_id: str, title: str, report, base: dict) -> list[Chunk]:
     intro = [p for p in report.preamble]
     if report.mandate:
         intro.append(f"Linee programmatiche di mandato: {report.mandate.split('MANDATO')[-1].strip()}")
-    chunks.append(_chunk(doc_id, title, "Introduzione", "\n".join(intro), "it", {**base, "level": "document"}, key="intro"))
+    chunks.append(_chunk(doc_id, title, "Introduzione", "\n".join(intro), "it", {**base, "level": "document"},
+                         key="intro"))
     summary = []
     for area in report.areas:
         star = "*" if area.starred else ""
         label = f"Area {area.number} – {area.name}{star}"
         area_meta = {**base, "area": area.number, "area_name": area.name, "level": "area"}
-        lines = [f"Obiettivi strategici 2019-2024 dell'area e realizzazione degli obiettivi operativi 2023:"]
+        lines = ["Obiettivi strategici 2019-2024 dell'area e realizzazione degli obiettivi operativi 2023:"]
         for obj in area.objectives:
             lines.append(f"- {obj.number} {obj.text} ({_realised_label(obj.realised)})")
         media = area.media if area.media else "non indicata"
@@ -219,7 +222,8 @@ def report_chunks(doc_id: str, title: str, report, base: dict) -> list[Chunk]:
     if report.global_level:
         body = [f"{report.global_label}: {report.global_level}", "Media di realizzazione per area:"] + summary
         chunks.append(_chunk(doc_id, title, "Livello medio generale", "\n".join(body), "it",
-                             {**base, "realised": report.global_level, "level": "document"}, key="livello-medio-generale"))
+                             {**base, "realised": report.global_level, "level": "document"},
+                             key="livello-medio-generale"))
     return chunks
 
 

@@ -88,7 +88,8 @@ def format_report(report: dict) -> str:
                      f"answered={str(r['answered']):<5} evidence={ev} facts={r['facts_present']}/{r['facts']}")
     lines.append("")
     if s["overall"]:
-        lines.append(f"hit@{k} overall {s['overall']['hit_at_k']:.3f}   MRR {s['overall']['mrr']:.3f}   (n={s['overall']['n']})")
+        o = s["overall"]
+        lines.append(f"hit@{k} overall {o['hit_at_k']:.3f}   MRR {o['mrr']:.3f}   (n={o['n']})")
     for lang, v in s["by_language"].items():
         lines.append(f"hit@{k} {lang:<7} {v['hit_at_k']:.3f}   MRR {v['mrr']:.3f}   (n={v['n']})")
     if s["abstention_rate_out_of_scope"] is not None:

@@ -17,6 +17,7 @@ generation the other is about to drop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -143,10 +144,9 @@ class IngestLock:
             if not self._ours():
                 self.lost = True
                 return
-            try:
+            # The server may be briefly unreachable: the next round retries before expiry.
+            with contextlib.suppress(Exception):
                 self._lease.modify(metadata=self._meta())
-            except Exception:
-                pass  # the server is briefly unreachable: the next round retries before expiry
 
     def check(self) -> None:
         """Raise LeaseLost if a Chroma lease was taken over (call before switching the pointer)."""
@@ -172,10 +172,8 @@ class IngestLock:
         if self._renewer is not None:
             self._renewer.join(timeout=5)
         if self._lease is not None and self._ours():
-            try:
+            with contextlib.suppress(Exception):  # expires on its own
                 self.client.delete_collection(LEASE_COLLECTION)
-            except Exception:
-                pass  # expires on its own
         self._lease = None
         try:
             self._holder_file().unlink(missing_ok=True)

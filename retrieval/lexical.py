@@ -19,17 +19,26 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 # Function words only: content words must stay searchable. Folded (no accents).
 STOPWORDS = {
     "it": set(
-        """a ad al alla alle allo agli ai anche che chi ci con come cosa cui da dal dalla dalle dei del della delle
-        dello degli di e ed gli ha hanno i il in la le lo ma ne nei nel nella nelle nello non o per piu poi quale
-        quali quando quanto quanti quante questo questa questi queste quello quella se si sono su sua suo sue suoi
-        sul sulla tra un una uno e essere stato stata sta stanno fa fare fatto ci c l d dell all dall nell sull
-        quello cosa cos qual quale come dove perche mi ti vi mio tuo""".split()
+        [
+            "a", "ad", "al", "alla", "alle", "allo", "agli", "ai", "anche", "che", "chi", "ci", "con", "come", "cosa",
+            "cui", "da", "dal", "dalla", "dalle", "dei", "del", "della", "delle", "dello", "degli", "di", "e", "ed",
+            "gli", "ha", "hanno", "i", "il", "in", "la", "le", "lo", "ma", "ne", "nei", "nel", "nella", "nelle",
+            "nello", "non", "o", "per", "piu", "poi", "quale", "quali", "quando", "quanto", "quanti", "quante",
+            "questo", "questa", "questi", "queste", "quello", "quella", "se", "si", "sono", "su", "sua", "suo", "sue",
+            "suoi", "sul", "sulla", "tra", "un", "una", "uno", "e", "essere", "stato", "stata", "sta", "stanno", "fa",
+            "fare", "fatto", "ci", "c", "l", "d", "dell", "all", "dall", "nell", "sull", "quello", "cosa", "cos",
+            "qual", "quale", "come", "dove", "perche", "mi", "ti", "vi", "mio", "tuo",
+        ]
     ),
     "en": set(
-        """a an the and or of to in on at for by with from about as is are was were be been being do does did
-        has have had what which who whom whose when where why how this that these those it its there their they
-        them we our you your i me my can could would should will shall may might into any some such than then
-        so if not no yes""".split()
+        [
+            "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "by", "with", "from", "about", "as",
+            "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "has", "have", "had", "what",
+            "which", "who", "whom", "whose", "when", "where", "why", "how", "this", "that", "these", "those", "it",
+            "its", "there", "their", "they", "them", "we", "our", "you", "your", "i", "me", "my", "can", "could",
+            "would", "should", "will", "shall", "may", "might", "into", "any", "some", "such", "than", "then", "so",
+            "if", "not", "no", "yes",
+        ]
     ),
 }
 ALL_STOPWORDS = STOPWORDS["it"] | STOPWORDS["en"]
@@ -65,7 +74,7 @@ def analyze_query(text: str) -> list[str]:
     it = stemmer("it").stemWords(toks)
     en = stemmer("en").stemWords(toks)
     out: list[str] = []
-    for a, b in zip(it, en):
+    for a, b in zip(it, en, strict=True):
         out.append(a)
         if b != a:
             out.append(b)
@@ -79,8 +88,8 @@ class LexicalIndex:
         self._vocab = set(retriever.vocab_dict) if hasattr(retriever, "vocab_dict") else set()
 
     @classmethod
-    def build(cls, ids: list[str], texts: list[str], languages: list[str]) -> "LexicalIndex":
-        tokens = [analyze(t, lang) or ["_empty_"] for t, lang in zip(texts, languages)]
+    def build(cls, ids: list[str], texts: list[str], languages: list[str]) -> LexicalIndex:
+        tokens = [analyze(t, lang) or ["_empty_"] for t, lang in zip(texts, languages, strict=True)]
         retriever = bm25s.BM25()
         retriever.index(tokens, show_progress=False)
         return cls(retriever, list(ids))
@@ -91,7 +100,7 @@ class LexicalIndex:
         (path / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> "LexicalIndex":
+    def load(cls, path: Path) -> LexicalIndex:
         retriever = bm25s.BM25.load(str(path), show_progress=False)
         ids = json.loads((path / "ids.json").read_text(encoding="utf-8"))
         return cls(retriever, ids)

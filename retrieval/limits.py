@@ -58,9 +58,12 @@ def worst_case_inputs(length: int = 1990, seed: int = 0) -> dict[str, str]:
 
     word = "".join(rng.choice(letters) for _ in range(8))
     # Words the documents use: such a text gets past the evidence check and reaches the composer.
-    topics = ("mobilità sostenibile piste ciclabili trasporto pubblico rifiuti raccolta differenziata scuole "
-              "verde pubblico turismo cultura biblioteca parcheggi illuminazione sicurezza anziani welfare "
-              "smart city digitale sportello URP bilancio performance obiettivi 2025 2026 2027").split()
+    topics = [
+        "mobilità", "sostenibile", "piste", "ciclabili", "trasporto", "pubblico", "rifiuti", "raccolta",
+        "differenziata", "scuole", "verde", "pubblico", "turismo", "cultura", "biblioteca", "parcheggi",
+        "illuminazione", "sicurezza", "anziani", "welfare", "smart", "city", "digitale", "sportello", "URP", "bilancio",
+        "performance", "obiettivi", "2025", "2026", "2027",
+    ]
     return {
         "repeated_accent": (rng.choice(accented) * length)[: length - 6] + " " + word[:5],
         "combining_marks": fill(lambda: rng.choice(letters) + "".join(rng.choice(marks) for _ in range(3))),
@@ -71,7 +74,9 @@ def worst_case_inputs(length: int = 1990, seed: int = 0) -> dict[str, str]:
         "repeated_question": fill(lambda: f"Quali interventi per la {rng.choice(topics)} sono previsti nel 2026? "),
         "emoji": fill(lambda: rng.choice(emoji)),
         # A greeting, then symbols: `^\W*(ciao|...)\W*(sibyl)?\W*$` used to try every split of the run.
-        "greeting_then_symbols": ("ciao " + fill(lambda: rng.choice("!?.,;:-*~") + rng.choice(emoji)))[: length - 1] + "x",
+        "greeting_then_symbols": (
+            ("ciao " + fill(lambda: rng.choice("!?.,;:-*~") + rng.choice(emoji)))[: length - 1] + "x"
+        ),
         "expanding_ligatures": fill(lambda: rng.choice("\ufdfa\ufdfb\u3307\u3316\u33ae")),
         # A real question then ligatures: it passes the evidence check, so the composer reads it all.
         "question_then_ligatures": (f"Quali interventi per la {rng.choice(topics)} sono previsti? "

@@ -31,6 +31,11 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,llm-local,voice]'
+# Lint and types first (config in pyproject.toml): zero findings or no tests.
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy"
+.venv/bin/mypy
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
 if [ $# -gt 0 ]; then  # any arguments: one plain pytest run with them
   exec .venv/bin/python -m pytest "$@"

@@ -1,4 +1,5 @@
-from sibyl.cli import main
 import sys
+
+from sibyl.cli import main
 
 sys.exit(main())

@@ -15,9 +15,10 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator
+from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -31,7 +32,8 @@ HTTP_LATENCY = Histogram("sibyl_http_request_duration_seconds", "HTTP request la
                          ["method", "route"], buckets=_LATENCY_BUCKETS)
 ANSWERS = Counter("sibyl_answers", "Replies by channel, language and outcome (answered, abstained or a canned reply).",
                   ["channel", "language", "outcome"])
-UPDATES = Counter("sibyl_bot_updates", "Bot updates handled, by channel, kind and result.", ["channel", "kind", "result"])
+UPDATES = Counter("sibyl_bot_updates", "Bot updates handled, by channel, kind and result.",
+                  ["channel", "kind", "result"])
 UPDATE_LATENCY = Histogram("sibyl_bot_update_duration_seconds", "Time to handle one bot update.", ["channel"],
                            buckets=_LATENCY_BUCKETS)
 INDEX_CHUNKS = Gauge("sibyl_index_chunks", "Chunks in the index generation this process serves.")
@@ -153,7 +155,9 @@ def configure_logging(settings=None, stream=None) -> None:
     renderer = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *pre_chain, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level, *pre_chain, structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

@@ -96,7 +96,7 @@ class Store:
         self.login_state_ttl = timedelta(minutes=login_state_minutes)
 
     @classmethod
-    def from_settings(cls, settings) -> "Store":
+    def from_settings(cls, settings) -> Store:
         return cls(settings.effective_database_url, settings.session_idle_minutes, settings.retention_days,
                    settings.audit_retention_days, settings.operator_lockout_minutes)
 

@@ -9,10 +9,20 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api.operator.deps import (COOKIE, HERE, PREFIX, SECURITY_HEADERS, CsrfFailed, NotLoggedIn, client_ip,
-                               get_console, language, render)
-from api.operator.routes import router
+from api.operator.deps import (
+    COOKIE,
+    HERE,
+    PREFIX,
+    SECURITY_HEADERS,
+    CsrfFailed,
+    NotLoggedIn,
+    client_ip,
+    get_console,
+    language,
+    render,
+)
 from api.operator.present import t
+from api.operator.routes import router
 
 log = logging.getLogger(__name__)
 

@@ -141,4 +141,5 @@ def feedback_csv(items: list[FeedbackItem]) -> str:
     out = [[f.created_at.isoformat(timespec="seconds"), f.channel, f.rating, f.comment or "", f.question, f.answer,
             "; ".join(f"[{s.get('n')}] {s.get('document')}" for s in f.sources), "yes" if f.reviewed else "no",
             f.reviewed_by or ""] for f in items]
-    return _csv(["date", "channel", "rating", "comment", "question", "answer", "sources", "reviewed", "reviewed_by"], out)
+    header = ["date", "channel", "rating", "comment", "question", "answer", "sources", "reviewed", "reviewed_by"]
+    return _csv(header, out)

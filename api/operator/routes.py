@@ -13,9 +13,20 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import RateLimited
-from api.operator.deps import (COOKIE, LOGIN_COOKIE, PREFIX, SECURITY_HEADERS, ConsoleDep, CsrfOperatorDep,
-                               OperatorDep, client_ip, cookie_secure, language, render)
 from api.operator import present
+from api.operator.deps import (
+    COOKIE,
+    LOGIN_COOKIE,
+    PREFIX,
+    SECURITY_HEADERS,
+    ConsoleDep,
+    CsrfOperatorDep,
+    OperatorDep,
+    client_ip,
+    cookie_secure,
+    language,
+    render,
+)
 from api.operator.present import t
 from retrieval.pipeline import BadQuestion
 from sibyl.backoffice import reports

@@ -83,7 +83,9 @@ def extract_text(data: bytes) -> tuple[str, str | None]:
 
 
 def split_text(text: str) -> list[str]:
-    splitter = RecursiveCharacterTextSplitter(chunk_size=900, chunk_overlap=120, separators=["\n\n", "\n", ". ", " ", ""])
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=900, chunk_overlap=120, separators=["\n\n", "\n", ". ", " ", ""]
+    )
     return [clean(piece.replace("\n", " ")) for piece in splitter.split_text(text) if clean(piece)]
 
 

@@ -115,7 +115,7 @@ class Operators:
         self._dummy_hash = self._hash(secrets.token_hex(16))
 
     @classmethod
-    def from_settings(cls, settings, engine: Engine | None = None) -> "Operators":
+    def from_settings(cls, settings, engine: Engine | None = None) -> Operators:
         if engine is None:
             engine = make_engine(settings.effective_database_url)
         return cls(engine, settings.operator_session_hours, settings.operator_max_failed_logins,

@@ -9,20 +9,20 @@ wait for a CLI ingest or another replica's; the running job carries its progress
 
 from __future__ import annotations
 
+import io
+import itertools
 import logging
 import os
 import re
 import shutil
-import io
-import itertools
 import tempfile
 import threading
 import time
 import unicodedata
 import zipfile
 import zlib
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from retrieval.corpus import SUPPORTED, document_id, parse_file
@@ -127,7 +127,7 @@ def _when(stamp: str | None) -> str | None:
     if not stamp:
         return None
     try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return stamp
 
@@ -154,7 +154,7 @@ class DocumentManager:
     def documents(self) -> list[dict]:
         manifest = self.pipeline.index.manifest
         out = []
-        for doc_id, info in sorted(manifest.get("documents", {}).items()):
+        for _doc_id, info in sorted(manifest.get("documents", {}).items()):
             path = self.corpus_dir / info.get("source_file", "")
             out.append({**info, "indexed_at": _when(manifest.get("built_at")), "generation": manifest.get("generation"),
                         "added_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))

@@ -45,7 +45,8 @@ def compose_draft(answer: Answer, language: str) -> Draft:
     subject = prompts.render("operator", lang, "draft_subject", question=_shorten(question, 80))
     greeting, closing, signature = s["draft_greeting"], s["draft_closing"], s["draft_signature"]
     if not answer.answered:
-        intro = prompts.render("operator", lang, "draft_not_found", question=question, urp=prompts.text(lang, "urp_contact"))
+        intro = prompts.render("operator", lang, "draft_not_found", question=question,
+                               urp=prompts.text(lang, "urp_contact"))
         text = "\n\n".join([greeting, intro, closing, signature]) + "\n"
         html = "".join(f"<p>{escape(p)}</p>" for p in (greeting, intro, closing)) + \
             f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"
