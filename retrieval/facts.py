@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from retrieval.chunks import body_lines
+
 # Table labels of the DUP/report cells that carry no content for a citizen.
 _LABEL = re.compile(
     r"^(?:OB\.\s*TRASV\.\s*-\s*|Benessere\s+(?:Sociale|Ambientale|Istituzionale|Economico)"
@@ -166,8 +168,7 @@ def _years(value: object) -> list[int]:
 
 
 def _body(record: dict) -> list[str]:
-    lines = record["text"].split("\n")
-    return lines[2:] if not record["section"].startswith("§") else lines[1:]
+    return body_lines(record["text"], record["section"])
 
 
 def build_facts(records: dict[str, dict]) -> PlanFacts:

@@ -28,7 +28,7 @@ import numpy as np
 
 from retrieval.glossary import load_glossary
 from retrieval.grounding import CITATION, LIST_MARKER, NUMBER, URP, citations, number_forms
-from retrieval.lexical import ALL_STOPWORDS, _stemmer, words
+from retrieval.lexical import ALL_STOPWORDS, stemmer, words
 from retrieval.text import fold
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def split_sentences(text: str) -> list[Span]:
 
 # --- words -------------------------------------------------------------------------------------
 def _forms(word: str) -> set[str]:
-    return {word, _stemmer("it").stemWord(word), _stemmer("en").stemWord(word)}
+    return {word, stemmer("it").stemWord(word), stemmer("en").stemWord(word)}
 
 
 def _numberless(text: str) -> str:

@@ -35,6 +35,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from retrieval.chunks import body_lines, head_size
+
 COMMON_FILE = "_common.toml"
 STATUSES = ("approved", "pending")
 # The same rules as retrieval.answer.candidate_lines (not imported: answer.py will use this module).
@@ -140,8 +142,7 @@ def _field(record: Any, name: str) -> Any:
 def record_lines(record: Any) -> list[str]:
     """Title, section parts and body lines of a passage (bullets stripped), as the answer reads them."""
     section = _field(record, "section")
-    lines = _field(record, "text").split("\n")
-    body = lines[1:] if section.startswith("§") else lines[2:]
+    body = body_lines(_field(record, "text"), section)
     out = [_field(record, "title"), *section.split(_SECTION_SEP)]
     for line in body:
         line = line.strip().lstrip(_BULLET).strip()
@@ -260,7 +261,7 @@ class Translations:
         if title is None or en_section is None:
             return None
         lines = _field(record, "text").split("\n")
-        head = 1 if section.startswith("§") else 2
+        head = head_size(section)
         body = []
         for line in lines[head:]:
             stripped = line.strip()

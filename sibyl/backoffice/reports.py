@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from retrieval.evidence import GENERIC
-from retrieval.lexical import ALL_STOPWORDS, _stemmer, words
+from retrieval.lexical import ALL_STOPWORDS, stemmer, words
 from sibyl.store import Feedback, Message, Store, utcnow
 
 ABSTAIN_INTENTS = ("question", "abstain")
@@ -48,7 +48,7 @@ COMMON = GENERIC | {"comunale", "comunali", "cittadini", "cittadino", "citizens"
 def signature(text: str) -> frozenset[str]:
     """Content words, accent-folded and stemmed, so 'parcheggi a Lecce?' and 'Parcheggio Lecce' agree."""
     toks = [t for t in words(text) if t not in ALL_STOPWORDS and t not in COMMON and (len(t) > 1 or t.isdigit())]
-    return frozenset(_stemmer("it").stemWords(toks))
+    return frozenset(stemmer("it").stemWords(toks))
 
 
 def similar(a: frozenset[str], b: frozenset[str]) -> bool:

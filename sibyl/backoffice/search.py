@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from retrieval.lexical import ALL_STOPWORDS, _stemmer
+from retrieval.lexical import ALL_STOPWORDS, stemmer
 from retrieval.retriever import Filters
 from retrieval.text import fold
 
@@ -124,8 +124,8 @@ def query_stems(text: str) -> set[str]:
     for word in (fold(w) for w in WORD.findall(text)):
         if word in ALL_STOPWORDS or (len(word) < 2 and not word.isdigit()):
             continue
-        stems.add(_stemmer("it").stemWord(word))
-        stems.add(_stemmer("en").stemWord(word))
+        stems.add(stemmer("it").stemWord(word))
+        stems.add(stemmer("en").stemWord(word))
     return stems
 
 
@@ -134,7 +134,7 @@ def matches(word: str, stems: set[str]) -> bool:
     w = fold(word)
     if w in ALL_STOPWORDS:
         return False
-    return _stemmer("it").stemWord(w) in stems or _stemmer("en").stemWord(w) in stems
+    return stemmer("it").stemWord(w) in stems or stemmer("en").stemWord(w) in stems
 
 
 def _area_key(hit: ConsoleHit) -> tuple:
