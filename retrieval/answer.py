@@ -300,6 +300,9 @@ class Composer:
             text = prompts.text(language, "area_result", name=self._name(area.name, language), pct=format_percent(area.realised, language))
             if line and not line.startswith("MEDIA"):
                 text = f"{text} – {self._name(re.sub(r'^[0-9.]+ ', '', line), language)}"
+            named = self._named_objective(area, line)
+            if named is not None and named.operational and language == "it":  # an objective of the area: its 2023 work
+                text = f"{text} – {prompts.text('it', 'operational')}: {'; '.join(named.operational[:2])}"
             return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], area.realised,
                           fact=area)
         if figures:  # as printed, with the unit added to an amount
@@ -333,6 +336,12 @@ class Composer:
     def _name(self, text: str, language: str) -> str:
         """A plan fact's name (area, objective, activity) in the answer's language where a translation exists."""
         return (self.english(text) or text) if language == "en" else text
+
+    def _named_objective(self, area: AreaResult, line: str) -> ResultObjective | None:
+        """The area's 2023 objective a line of the area table states (its words, not its number)."""
+        key = content_words(re.sub(r"^[0-9.]+ ", "", line))
+        return next((r for r in self.facts.results.values() if r.area == area.number
+                     and near_duplicate(key, content_words(r.text), 0.8)), None) if len(key) > 2 else None
 
     def _mark(self, draft: _Draft, language: str) -> tuple[str, str | None]:
         """The bullet's text with its planned/done mark, and the Italian original when it was translated."""

@@ -25,8 +25,23 @@ class Expansion:
         return self.italian + self.english
 
 
-def _words_pattern(terms: list[str]) -> re.Pattern:
-    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(fold(t)) for t in terms) + r")(?!\w)")
+def _term_regex(term: str, italian: bool) -> str:
+    """Citizens inflect and glue words: an Italian word of 5+ letters matches with any final vowel
+    ("anziana" for "anziani", "pista" for "piste") and a term's words may be written together
+    ("pisteciclabili")."""
+    parts = []
+    for word in fold(term).split():
+        if italian and len(word) >= 5 and word[-1] in "aeio" and word.isalpha():
+            parts.append(re.escape(word[:-1]) + "[aeio]")
+        else:
+            parts.append(re.escape(word))
+    return r"\s*".join(parts)
+
+
+def _words_pattern(terms: list[str], italian: int = 0) -> re.Pattern:
+    """One pattern for `terms`; the first `italian` of them are Italian (see _term_regex)."""
+    alternatives = (_term_regex(t, i < italian) for i, t in enumerate(terms))
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
 
 
 @lru_cache(maxsize=4)
@@ -37,7 +52,8 @@ def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str]
     entries = []
     for entry in data.get("entry", []):
         it, en = list(entry.get("it", [])), list(entry.get("en", []))
-        entries.append((it, en, _words_pattern(it + en), [_words_pattern([t]) for t in it + en]))
+        entries.append((it, en, _words_pattern(it + en, len(it)),
+                        [_words_pattern([t], 1 if i < len(it) else 0) for i, t in enumerate(it + en)]))
     return entries
 
 
@@ -51,7 +67,9 @@ def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
         if not any_term.search(folded):
             continue
         terms = it + en
-        matched += [terms[i] for i, p in enumerate(patterns) if p.search(folded)]
+        for term, pattern in zip(terms, patterns, strict=True):
+            if found := pattern.search(folded):  # the question's own form too ("anziana", "pisteciclabili")
+                matched += [term] if found.group(0) == fold(term) else [term, found.group(0)]
         italian += [t for t in it if t not in italian]
         english += [t for t in en if t not in english]
-    return Expansion(tuple(matched), tuple(italian), tuple(english))
+    return Expansion(tuple(dict.fromkeys(matched)), tuple(italian), tuple(english))
