@@ -448,3 +448,21 @@ def test_sibyl_telegram_command_serves_and_stops_on_sigterm(settings, built_inde
     assert proc.returncode == 0, err[-2000:]
     assert token not in out + err and token.split(":")[1] not in out + err
     assert "getUpdates" in out + err  # DEBUG logging did show the Bot API calls, without the token
+
+
+def test_english_question_gets_english_bullets_and_the_italian_source(bot, peer, pipeline):
+    tom = user(160, "en", "Tom")
+    question = "How is the city fighting illegal dumping of waste?"
+    answer = ask(peer, 160, question, tom)[0]
+    text = sent_text(answer)
+    expected = pipeline.ask(question)
+    translated = [b for b in expected.bullets if b.translated_from == "it"]
+    assert translated and "Sources:" in text and "(original Italian wording)" not in text
+    for bullet in translated:
+        assert f"{bullet.text} [{bullet.source}]" in text
+    # 📄 Sources: the cited passage in its original Italian.
+    mark = peer.mark()
+    peer.push(callback(160, tom, buttons(answer)[0][0]["callback_data"], answer.result))
+    shown = sent_text(peer.wait_sent(mark, chat_id=160)[0])
+    source = expected.sources[translated[0].source - 1]
+    assert source.text.split("\n")[-1].strip()[:60] in shown

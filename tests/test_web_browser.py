@@ -262,3 +262,21 @@ def test_server_down_shows_an_error_message(server, browser):
     wait(d, 30).until(lambda _: d.find_elements(By.CSS_SELECTOR, ".msg.error"))
     assert d.find_elements(By.CSS_SELECTOR, ".msg.error")[-1].text == ui_it["error_network"]
     assert not d.find_elements(By.CSS_SELECTOR, "#log .typing")
+
+
+def test_english_answer_shows_the_english_and_the_italian_passage(server, browser):
+    d = browser
+    d.get(server["url"] + "/")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+    d.find_element(By.ID, "lang-toggle").click()
+    wait(d, 10).until(lambda _: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+    question = "How is the city fighting illegal dumping of waste?"
+    reply = ask(d, question, 0)
+    text = reply.find_element(By.CSS_SELECTOR, ".answer").text
+    assert "(translated from Italian)" in text and "illegal dumping" in text
+    assert "(original Italian wording)" not in text
+    # The citation opens the original Italian passage.
+    payload = httpx.post(server["url"] + "/api/chat", json={"message": question, "language": "en"}, timeout=120).json()
+    reply.find_element(By.CSS_SELECTOR, ".answer button.cite").click()
+    passage = reply.find_element(By.CSS_SELECTOR, ".passage-text").text
+    assert payload["sources"][0]["text"].split("\n")[-1].strip()[:50] in passage
