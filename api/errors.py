@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 import sqlalchemy.exc
@@ -19,7 +21,7 @@ from sibyl.store import UnknownMessage, UnknownSession
 log = logging.getLogger(__name__)
 
 
-def error(status: int, code: str, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
+def error(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None, **extra) -> JSONResponse:
     return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status, headers=headers)
 
 
@@ -33,7 +35,7 @@ def _field(loc) -> str:
     return name if len(name) <= MAX_FIELD_CHARS else name[:MAX_FIELD_CHARS - 1] + "…"
 
 
-def readable(errors: list[dict]) -> list[dict]:
+def readable(errors: Sequence[Any]) -> list[dict]:
     """Pydantic's error list without the input echo (it may be huge or private): field + message, the first
     MAX_ERRORS only, field names shortened (a client-chosen key can be any length)."""
     return [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid value"))[:200],
@@ -101,12 +103,14 @@ async def unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(BadQuestion, bad_question)
-    app.add_exception_handler(UnknownSession, unknown_session)
-    app.add_exception_handler(UnknownMessage, unknown_message)
-    app.add_exception_handler(RateLimited, rate_limited)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+    # Starlette types every handler as taking a plain Exception (it cannot tie the handler's parameter to the
+    # class it is registered for), so a handler for a subclass needs the ignore.
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BadQuestion, bad_question)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownSession, unknown_session)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownMessage, unknown_message)  # type: ignore[arg-type]
+    app.add_exception_handler(RateLimited, rate_limited)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     for exc_type in (httpx.TransportError, ConnectionError, sqlalchemy.exc.OperationalError):
         app.add_exception_handler(exc_type, backend_unavailable)
     app.add_exception_handler(Exception, unexpected)

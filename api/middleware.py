@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -150,7 +151,7 @@ def _status_response(status: bytes, text: str) -> bytes:
 
 if HttpToolsProtocol is not None:
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's protocol, plus: the request line and headers must arrive within `header_timeout` seconds
         of the connection (or of the request's first byte on a kept-alive one) and within `max_header_bytes`;
         otherwise 408/431 and the connection is closed. Values: `configure()` or the settings."""
@@ -170,12 +171,12 @@ if HttpToolsProtocol is not None:
                 from sibyl.settings import get_settings
 
                 type(self).header_timeout = get_settings().header_timeout_seconds
-            self._header_timer = None
+            self._header_timer: asyncio.TimerHandle | None = None
             self._header_bytes = 0
 
         def _arm(self) -> None:
             if self._header_timer is None:
-                self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
+                self._header_timer = self.loop.call_later(self.header_timeout or 0.0, self._header_timed_out)
 
         def _disarm(self) -> None:
             self._header_bytes = 0
@@ -189,7 +190,7 @@ if HttpToolsProtocol is not None:
                 self.transport.write(_status_response(b"408 Request Timeout", "Request headers not received in time."))
                 self.transport.close()
 
-        def connection_made(self, transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._arm()  # a connection that sends nothing is closed too
 

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import PipelineDep, RateLimit, ServicesDep
+from api.models import (
+    ChatRequest,
+    ChatResponse,
+    DocumentOut,
+    DocumentsResponse,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    Language,
+    Ready,
+    SearchRequest,
+    SearchResponse,
+)
 from api.web import ui_strings as load_ui
-from api.models import (ChatRequest, ChatResponse, DocumentOut, DocumentsResponse, ErrorResponse, FeedbackRequest,
-                        FeedbackResponse, Health, Language, Ready, SearchRequest, SearchResponse)
 from retrieval.retriever import Filters
 
 log = logging.getLogger(__name__)
 
-ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-          429: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 422, 429)}
 
 api = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 health = APIRouter(tags=["health"])

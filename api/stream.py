@@ -74,8 +74,8 @@ class ChatStream:
                 return
             else:
                 log.error("chat stream failed after it started", exc_info=item)
-                yield ServerSentEvent(event="error", data={"code": "internal_error",
-                                                           "detail": "Something went wrong on our side; please try again."})
+                detail = "Something went wrong on our side; please try again."
+                yield ServerSentEvent(event="error", data={"code": "internal_error", "detail": detail})
                 return
             item = await self.items.get()
 

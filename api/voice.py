@@ -97,4 +97,4 @@ async def voice_error(request: Request, exc: VoiceError) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    app.add_exception_handler(VoiceError, voice_error)
+    app.add_exception_handler(VoiceError, voice_error)  # type: ignore[arg-type]  # Starlette: handlers take Exception

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -27,7 +28,7 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def answer_html(payload: dict, asked: str | None = None) -> str:
+def answer_html(payload: Mapping[str, Any], asked: str | None = None) -> str:
     """The conversation service's answer as Telegram HTML: escaped text, bold citation markers and headings.
 
     An extractive answer is drawn from its structured form (lead, bullets, sources); a model's answer
@@ -69,7 +70,7 @@ def _text_lines(answer: str, lang: str) -> list[str]:
     return lines
 
 
-def answer_keyboard(payload: dict, feedback: bool = True) -> InlineKeyboardMarkup:
+def answer_keyboard(payload: Mapping[str, Any], feedback: bool = True) -> InlineKeyboardMarkup:
     """📄 Sources, 👍, 👎 and one row per suggested question. Callback data (bot/callbacks.py) carries only
     the stored message id (and a vote or a suggestion's index): the rest is read back from the store or
     the keyboard. ValueError if the data would not fit Telegram's 64 bytes."""

@@ -83,24 +83,25 @@ def parse_file(path: Path, entry: dict, detect_language=None) -> tuple[list[Chun
     parser = parser or "generic"
     if parser != "generic" and raw is None:
         raw = path.read_text(encoding="utf-8")
+    source = raw or ""  # the generic parser reads the file itself
     period = entry.get("period")
     period_years = list(range(period[0], period[1] + 1)) if period else []
     base = {"source_file": path.name, "doc_kind": parser, "period_years": period_years}
     if parser == "dup":
         title = entry.get("title", "DUP – Obiettivi strategici")
-        chunks = dup_chunks(doc_id, title, raw, base)
+        chunks = dup_chunks(doc_id, title, source, base)
         language = entry.get("language", "it")
     elif parser == "performance_report":
-        report = parse_report(raw)
+        report = parse_report(source)
         title = entry.get("title", report.title)
         chunks = report_chunks(doc_id, title, report, base)
         language = entry.get("language", "it")
     elif parser == "prose":
-        title = entry["title"] if "title" in entry else paragraphs(raw)[0]
-        language = entry.get("language") or _detect(detect_language, raw)
+        title = entry["title"] if "title" in entry else paragraphs(source)[0]
+        language = entry.get("language") or _detect(detect_language, source)
         chunks = [
             _chunk(doc_id, title, f"§{i}", body, language, base)
-            for i, body in enumerate(group_paragraphs(paragraphs(raw)), start=1)
+            for i, body in enumerate(group_paragraphs(paragraphs(source)), start=1)
         ]
     else:
         title, text, pieces = read_generic(path)

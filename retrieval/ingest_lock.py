@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -56,7 +57,8 @@ class IngestLock:
         self.on_wait = on_wait
         self.owner = owner_id()
         self._file = FileLock(str(self.root / LOCK_FILE))
-        self._lease = None  # our lease collection (its id tells it from a successor's)
+        # Our lease collection (its id tells it from a successor's); a chromadb Collection from `client`.
+        self._lease: Any = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost = False

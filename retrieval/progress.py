@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 ProgressFn = Callable[[int, int], None]
 
@@ -88,7 +88,7 @@ class BarProgress:
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar (tqdm is untyped), made on the first call
 
     def __call__(self, done: int, total: int) -> None:
         from tqdm import tqdm

@@ -15,13 +15,14 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from structlog.typing import Processor
 
 # --- metrics ------------------------------------------------------------------------------------
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -100,7 +101,7 @@ def _scrub(text: str) -> str:
     return text
 
 
-def _redact(_logger, _name, event: dict) -> dict:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last step before rendering: no token or password leaves the process in a log line."""
     for key, value in list(event.items()):
         if not isinstance(value, str):
@@ -146,7 +147,7 @@ def configure_logging(settings=None, stream=None) -> None:
                 if password and len(password) >= 4:
                     _secret_values.add(password)
 
-    pre_chain = [
+    pre_chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

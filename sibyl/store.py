@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy import JSON, Boolean, CursorResult, DateTime, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from sibyl.db import Base, make_engine, new_id, upgrade, utcnow
@@ -225,7 +226,8 @@ class Store:
         with self.Session() as db:
             old = select(Message.id).where(Message.created_at < cutoff)
             db.execute(delete(Feedback).where(Feedback.message_id.in_(old)))
-            result = db.execute(delete(Message).where(Message.created_at < cutoff))
+            # A DELETE gives a CursorResult (with rowcount); Session.execute is typed as the general Result.
+            result = cast(CursorResult[Any], db.execute(delete(Message).where(Message.created_at < cutoff)))
             db.execute(delete(ChatSession).where(ChatSession.last_seen_at < cutoff))
             db.commit()
             return result.rowcount or 0

@@ -95,5 +95,6 @@ def install(app: FastAPI) -> None:
     app.add_middleware(UploadLimit, path=f"{PREFIX}/documenti")
     app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="operator-static")
-    app.add_exception_handler(NotLoggedIn, not_logged_in)
-    app.add_exception_handler(CsrfFailed, csrf_failed)
+    # Starlette types handlers as taking a plain Exception, not the class they are registered for.
+    app.add_exception_handler(NotLoggedIn, not_logged_in)  # type: ignore[arg-type]
+    app.add_exception_handler(CsrfFailed, csrf_failed)  # type: ignore[arg-type]

@@ -111,8 +111,9 @@ async def csrf_protected(request: Request, operator: OperatorDep) -> LoginSessio
     if not token and request.headers.get("content-type", "").startswith(
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()  # cached by Starlette: the endpoint reads the same form
-        token = form.get("csrf_token")
-    if not Operators.csrf_ok(operator, token if isinstance(token, str) else None):
+        field = form.get("csrf_token")
+        token = field if isinstance(field, str) else None
+    if not Operators.csrf_ok(operator, token):
         raise CsrfFailed()
     return operator
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -124,7 +124,7 @@ def search_page(request: Request, console: ConsoleDep, operator: OperatorDep, q:
     pipeline = console.services.pipeline
     form = {"q": q, "document": document, "area": area, "objective": objective, "year": year,
             "realised_min": realised_min, "realised_max": realised_max, "sort": sort}
-    context = {"form": form, "facets": facets(pipeline), "result": None, "error": None}
+    context: dict[str, Any] = {"form": form, "facets": facets(pipeline), "result": None, "error": None}
     if not q.strip():
         _audit(console, request, operator, "view", page="search")
         return render(request, "search.html", context)
@@ -156,7 +156,7 @@ def passage_page(request: Request, chunk_id: str, console: ConsoleDep, operator:
 @router.get("/bozza")
 def draft_page(request: Request, console: ConsoleDep, operator: OperatorDep, q: str = "",
                lingua: Annotated[str, Query(pattern="^(it|en)$")] = "it"):
-    context = {"q": q, "lingua": lingua, "draft": None, "error": None}
+    context: dict[str, Any] = {"q": q, "lingua": lingua, "draft": None, "error": None}
     if q.strip():
         try:
             context["draft"] = draft_reply(console.services.pipeline, q, lingua)

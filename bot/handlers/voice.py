@@ -12,6 +12,8 @@ import asyncio
 import datetime as dt
 import html
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from telegram import Update
 from telegram.constants import ChatAction, ChatType
@@ -120,7 +122,8 @@ async def on_voice(update: Update, context: BotContext) -> None:
             await speak(context, services, voice, chat_id, payload, quote)
 
 
-async def speak(context: BotContext, services: BotServices, voice: VoiceService, chat_id: int, payload: dict,
+async def speak(context: BotContext, services: BotServices, voice: VoiceService, chat_id: int,
+                payload: Mapping[str, Any],
                 quote: int | None) -> None:
     """The answer as a voice note; a failure is said in one line and never loses the written answer."""
     lang = payload.get("language") or "it"

@@ -110,8 +110,7 @@ def parse_report(raw: str) -> Report:
             current = None
             continue
         obj_idx = next((i for i, p in enumerate(plain) if OBJ_NUM.match(p)), None)
-        if obj_idx is not None:
-            m = OBJ_NUM.match(plain[obj_idx])
+        if obj_idx is not None and (m := OBJ_NUM.match(plain[obj_idx])):
             area_no = int(m.group(1))
             _remember_area_name(names, plain[:obj_idx])
             rest = [c for _, c in nonempty[obj_idx + 1 :]]

@@ -171,14 +171,16 @@ class Operators:
                 state.failures += 1
                 state.updated_at = now
                 locked = state.failures >= self.max_failures
+                until = now + self.lockout
                 if locked:
-                    state.locked_until = now + self.lockout
+                    state.locked_until = until
                 db.merge(state)
                 audit.record(db, username, "login_failed", {"failures": state.failures, "locked": locked}, ip)
                 db.commit()
                 if locked:
-                    raise LockedOut(state.locked_until)
+                    raise LockedOut(until)
                 return None
+            assert account is not None  # _verify(None, ...) is never ok
             if self.hasher.check_needs_rehash(account.password_hash):
                 account.password_hash = self._hash(password)
             if state:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 import prompts
 from retrieval.answer import Answer, source_label
@@ -53,8 +54,10 @@ def compose_draft(answer: Answer, language: str) -> Draft:
         return Draft(question, lang, False, subject, text, html, [])
     lead, bullets = _body_lines(answer)
     intro = prompts.render("operator", lang, "draft_intro", question=question)
-    sources = [{"n": src.n, "label": source_label(src, lang), "document": src.document, "id": src.id}
-               for src in answer.sources]
+    sources: list[dict[str, Any]] = [
+        {"n": src.n, "label": source_label(src, lang), "document": src.document, "id": src.id}
+        for src in answer.sources
+    ]
     heading = s["draft_sources"]
     plain = [greeting, "", intro, lead, ""]
     plain += [f"- {b}" for b in bullets]
@@ -62,13 +65,13 @@ def compose_draft(answer: Answer, language: str) -> Draft:
     plain += [f"[{src['n']}] {src['label']}" for src in sources]
     plain += ["", s["draft_note"], "", closing, signature]
     text = "\n".join(plain).strip() + "\n"
-    html = [f"<p>{escape(greeting)}</p>", f"<p>{escape(intro)} {escape(lead)}</p>", "<ul>"]
-    html += [f"<li>{escape(b)}</li>" for b in bullets]
-    html += ["</ul>", f"<p><strong>{escape(heading)}:</strong></p>", "<ol>"]
-    html += [f'<li value="{src["n"]}">{escape(src["label"])}</li>' for src in sources]
-    html += ["</ol>", f"<p><em>{escape(s['draft_note'])}</em></p>", f"<p>{escape(closing)}</p>",
+    parts = [f"<p>{escape(greeting)}</p>", f"<p>{escape(intro)} {escape(lead)}</p>", "<ul>"]
+    parts += [f"<li>{escape(b)}</li>" for b in bullets]
+    parts += ["</ul>", f"<p><strong>{escape(heading)}:</strong></p>", "<ol>"]
+    parts += [f'<li value="{src["n"]}">{escape(src["label"])}</li>' for src in sources]
+    parts += ["</ol>", f"<p><em>{escape(s['draft_note'])}</em></p>", f"<p>{escape(closing)}</p>",
              f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"]
-    return Draft(question, lang, True, subject, text, "\n".join(html), sources)
+    return Draft(question, lang, True, subject, text, "\n".join(parts), sources)
 
 
 def draft_reply(pipeline, question: str, language: str = "it") -> Draft:
