@@ -73,8 +73,8 @@ def _examples(results: list[dict], count: int = 3) -> list[dict]:
 
 def run_bench_llm(settings: Settings, questions: Path | None = None, local: bool = False, as_json: bool = False,
                   limit: int | None = None) -> str:
-    from retrieval.evaluate import load_questions
     from devtools.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
+    from retrieval.evaluate import load_questions
 
     questions = questions or (DEFAULT_QUESTIONS if DEFAULT_QUESTIONS.exists() else FALLBACK_QUESTIONS)
     rows = load_questions(questions)[:limit] if limit else load_questions(questions)

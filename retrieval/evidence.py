@@ -21,16 +21,21 @@ from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, query_words, wor
 TOP = 3  # coverage is read in each of the best passages: scattered words across passages are not evidence
 # Words that appear in almost any question to a city assistant and carry no topic.
 GENERIC = set(
-    """lecce leccese comune citta city municipality municipal council town amministrazione administration
-    fa fanno fare fatto facendo prevede previsto previsti prevista previste sono ci c e stato stata stati
-    do does doing done doing plan plans planned planning there any anything what whats which who how much many
-    is are was were being been will would city's lecce's cosa quali quale qual come quanto quanta quanti quante
-    chi dove quando perche about tell me please per favore puoi potete can could know sapere dimmi
-    iniziative initiative initiatives progetto interventi intervento attivita activities activity
-    nel nella nei sul sulla al alla del della dei delle the
-    improve improving happen happened happening move moving install installing collect collected reach reached
-    make making get getting give provide providing offer offering support supporting manage managing help helping
-    according page pages document documents novita news nuovo nuova nuovi nuove new ogni every""".split()
+    [
+        "lecce", "leccese", "comune", "citta", "city", "municipality", "municipal", "council", "town",
+        "amministrazione", "administration", "fa", "fanno", "fare", "fatto", "facendo", "prevede", "previsto",
+        "previsti", "prevista", "previste", "sono", "ci", "c", "e", "stato", "stata", "stati", "do", "does", "doing",
+        "done", "doing", "plan", "plans", "planned", "planning", "there", "any", "anything", "what", "whats", "which",
+        "who", "how", "much", "many", "is", "are", "was", "were", "being", "been", "will", "would", "city's", "lecce's",
+        "cosa", "quali", "quale", "qual", "come", "quanto", "quanta", "quanti", "quante", "chi", "dove", "quando",
+        "perche", "about", "tell", "me", "please", "per", "favore", "puoi", "potete", "can", "could", "know", "sapere",
+        "dimmi", "iniziative", "initiative", "initiatives", "progetto", "interventi", "intervento", "attivita",
+        "activities", "activity", "nel", "nella", "nei", "sul", "sulla", "al", "alla", "del", "della", "dei", "delle",
+        "the", "improve", "improving", "happen", "happened", "happening", "move", "moving", "install", "installing",
+        "collect", "collected", "reach", "reached", "make", "making", "get", "getting", "give", "provide", "providing",
+        "offer", "offering", "support", "supporting", "manage", "managing", "help", "helping", "according", "page",
+        "pages", "document", "documents", "novita", "news", "nuovo", "nuova", "nuovi", "nuove", "new", "ogni", "every",
+    ]
 )
 
 

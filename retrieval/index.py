@@ -44,7 +44,7 @@ from retrieval.ingest_lock import IngestLock
 from retrieval.language import detect_language
 from retrieval.lexical import LexicalIndex
 from retrieval.progress import ProgressFn, quiet_libraries
-from retrieval.translations import TranslationStore, Translations
+from retrieval.translations import Translations, TranslationStore
 
 log = logging.getLogger(__name__)
 quiet_libraries()  # after bm25s's import, which sets its logger to DEBUG
@@ -290,7 +290,7 @@ class IndexStore:
             _sweep_chroma_segments(self.root / "chroma")
 
     # --- load ----------------------------------------------------------------------------
-    def load(self) -> "LoadedIndex":
+    def load(self) -> LoadedIndex:
         manifest = self.current()
         if manifest is None:
             where = self.config.chroma_url if self.shared else self.root

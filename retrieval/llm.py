@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-import prompts
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
+
+import prompts
 from retrieval import support
 from retrieval.answer import Answer, source_label
 from retrieval.config import ConfigSource, RetrievalConfig, as_config

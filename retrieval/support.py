@@ -44,14 +44,19 @@ PARTIAL_SIMILARITY = 0.89
 
 # Words that frame an answer rather than claim anything ("according to the document, the City...").
 GLUE = set(
-    """comune comuni comunale comunali citta city town municipality municipal lecce leccese council amministrazione
-    administration documento documenti document documents fonte fonti source sources relazione report secondo
-    according riporta riportano riportato riportata reports reported indica indicano indicato indicates indicated
-    mention mentions menziona menzionano cita citano cites inoltre also additionally furthermore moreover infatti
-    ovvero cioe ecco here esempio example particolare particular particularly including incluso inclusi tra among
-    altre altri altro other others diversi diverse various vari varie alcune alcuni several some punto point
-    riguardo regarding tema topic quanto concerns concerning dice says say states stated afferma tratta deals
-    riguarda regards tal tale such cosi thus therefore quindi dunque pertanto""".split()
+    [
+        "comune", "comuni", "comunale", "comunali", "citta", "city", "town", "municipality", "municipal", "lecce",
+        "leccese", "council", "amministrazione", "administration", "documento", "documenti", "document", "documents",
+        "fonte", "fonti", "source", "sources", "relazione", "report", "secondo", "according", "riporta", "riportano",
+        "riportato", "riportata", "reports", "reported", "indica", "indicano", "indicato", "indicates", "indicated",
+        "mention", "mentions", "menziona", "menzionano", "cita", "citano", "cites", "inoltre", "also", "additionally",
+        "furthermore", "moreover", "infatti", "ovvero", "cioe", "ecco", "here", "esempio", "example", "particolare",
+        "particular", "particularly", "including", "incluso", "inclusi", "tra", "among", "altre", "altri", "altro",
+        "other", "others", "diversi", "diverse", "various", "vari", "varie", "alcune", "alcuni", "several", "some",
+        "punto", "point", "riguardo", "regarding", "tema", "topic", "quanto", "concerns", "concerning", "dice", "says",
+        "say", "states", "stated", "afferma", "tratta", "deals", "riguarda", "regards", "tal", "tale", "such", "cosi",
+        "thus", "therefore", "quindi", "dunque", "pertanto",
+    ]
 )
 NEGATIONS = {"non", "mai", "nessun", "nessuno", "nessuna", "neanche", "nemmeno", "not", "never", "no",
              "none", "nor", "neither", "nothing", "niente", "nulla", "without", "senza", "nt"}

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from retrieval.index import IndexStore
 from retrieval.pipeline import Pipeline
 from sibyl.settings import Settings

@@ -16,11 +16,11 @@ from dataclasses import replace
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 
+from devtools import local_llm
 from retrieval.answer import Source
 from retrieval.grounding import check
 from retrieval.language import detect_language
 from retrieval.llm import LLMAnswerer, build_chat_model, instructions
-from devtools import local_llm
 from tests.fakes import streamed
 
 MISSING = local_llm.available()

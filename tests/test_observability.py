@@ -181,9 +181,8 @@ def test_one_line_per_bot_update(logs, pipeline):
     buf = logs()
     with observe_update("telegram", "message", chat_type="private"):
         record_answer("telegram", pipeline.ask(MOBILITY))
-    with pytest.raises(ValueError):
-        with observe_update("telegram", "callback_query"):
-            raise ValueError("bad callback data")
+    with pytest.raises(ValueError), observe_update("telegram", "callback_query"):
+        raise ValueError("bad callback data")
     ok, failed = [e for e in lines(buf) if e["event"] == "bot_update"]
     assert ok["kind"] == "message" and ok["result"] == "ok" and ok["channel"] == "telegram"
     assert ok["answered"] is True and ok["language"] == "it" and ok["sources"] > 0 and ok["latency_ms"] > 0

@@ -177,9 +177,10 @@ def test_bad_login_then_lockout(app, env):
 
 
 def test_sessions_expire():
+    from sqlalchemy import create_engine
+
     from sibyl.backoffice.accounts import Operators, OperatorSession
     from sibyl.store import utcnow
-    from sqlalchemy import create_engine
 
     ops = Operators(create_engine("sqlite://"), session_hours=1)
     ops.add("anna", "password-lunga")

@@ -30,8 +30,8 @@ from retrieval.translations import (
     draft_problems,
     source_hash,
 )
-from sibyl.settings import Settings
 from sibyl.backoffice.translate import TranslateError, clean_reply, draft, run_translate
+from sibyl.settings import Settings
 from tests.translation_support import (
     CANNED,
     DOC,

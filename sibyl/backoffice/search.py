@@ -33,7 +33,7 @@ class ConsoleQuery:
 
     @classmethod
     def parse(cls, q: str, document: str = "", area: str = "", objective: str = "", year: str = "",
-              realised_min: str = "", realised_max: str = "", sort: str = "relevance", k: int = 20) -> "ConsoleQuery":
+              realised_min: str = "", realised_max: str = "", sort: str = "relevance", k: int = 20) -> ConsoleQuery:
         """From raw form strings; '' means no filter. `area` may be 'document|N' to pin the area's document."""
         doc = document.strip() or None
         area_no = None
