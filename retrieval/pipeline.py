@@ -191,7 +191,8 @@ class Pipeline:
         example = prompts.text(lang, "example")
         key = {"greeting": "greeting", "help": "help", "chitchat": "out_of_scope", "injection": "injection",
                "abstain": "abstain"}[kind]
-        body = prompts.text(lang, key, urp=urp, example=example) if "{" in prompts.messages(lang)[key] else prompts.text(lang, key)
+        templated = "{" in prompts.messages(lang)[key]
+        body = prompts.text(lang, key, urp=urp, example=example) if templated else prompts.text(lang, key)
         return Answer(question, lang, False, body, [], intent=kind, lead=body)
 
 

@@ -2,8 +2,8 @@
 
 An English question also meets the English text of translated passages (``<passage>#en`` in the
 collection, and in a second BM25 index over every passage plus the twins): per passage and per side the
-better of its two ranks counts, then RRF, so a passage is one hit whichever language matched. Italian questions see the Italian side
-only (their ranking is what it was before the translations), still with one query embedding.
+better of its two ranks counts, then RRF, so a passage is one hit whichever language matched. Italian questions see
+the Italian side only (their ranking is what it was before the translations), still with one query embedding.
 """
 
 from __future__ import annotations
@@ -55,9 +55,7 @@ class Filters:
             return False
         if self.area is not None and meta.get("area") != int(self.area):
             return False
-        if self.year is not None and not meta.get(f"year_{int(self.year)}"):
-            return False
-        return True
+        return self.year is None or bool(meta.get(f"year_{int(self.year)}"))
 
 
 class HybridRetriever:
@@ -95,7 +93,8 @@ class HybridRetriever:
         found = self.index.collection.query(query_embeddings=[self.embed_query(dense_query)],
                                             n_results=depth * 2 if self.index.lexical_en is not None else depth,
                                             where=filters.where(), include=["distances"])
-        dense_ranked = [(cid, 1.0 - float(distance)) for cid, distance in zip(found["ids"][0], found["distances"][0])]
+        dense_ranked = [(cid, 1.0 - float(distance))
+                        for cid, distance in zip(found["ids"][0], found["distances"][0], strict=True)]
         dense_info = _best_ranks(dense_ranked, english, depth)
 
         tokens = analyze_query(" ".join([query, *expansion.terms]))
@@ -120,7 +119,9 @@ class HybridRetriever:
             hits.append(Hit(cid, record, score, d_sim, l_score, d_rank, l_rank))
         return hits
 
-    def _lexical(self, lexical: LexicalIndex, tokens: list[str], filters: Filters, depth: int) -> list[tuple[str, float]]:
+    def _lexical(
+        self, lexical: LexicalIndex, tokens: list[str], filters: Filters, depth: int
+    ) -> list[tuple[str, float]]:
         scores = lexical.scores(tokens)
         ids = lexical.ids
         ranked = []

@@ -440,7 +440,7 @@ class SupportChecker:
                 s.supported = True
             return
         vectors = _normalised(self.embeddings.embed_documents([_plain(s.text) for s, _ in pending]))
-        for (s, lines), v in zip(pending, vectors):
+        for (s, lines), v in zip(pending, vectors, strict=True):
             sims = np.concatenate([self._vectors(ln) @ v for ln in lines])
             s.similarity = round(float(sims.max()), 3) if sims.size else 0.0
             needed = self.min_similarity if (s.coverage or 0) >= self.full_coverage else self.partial_similarity

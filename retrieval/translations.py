@@ -327,7 +327,8 @@ class Translations:
         missing = [n for n in needed if self.entries.get(n.source_hash) is None
                    or self.entries[n.source_hash].status != "approved" or not self.entries[n.source_hash].en.strip()]
         # Current: one of the passage's texts, or words it still contains (a name a plan fact quotes).
-        stale = [e for e in self.entries.values() if e.passage in by_passage and e.source_hash not in by_passage[e.passage]
+        stale = [e for e in self.entries.values()
+                 if e.passage in by_passage and e.source_hash not in by_passage[e.passage]
                  and normalise(e.it) not in wording[e.passage]]
         orphaned = [e for e in self.entries.values() if e.passage not in by_passage]
         pending = [e for e in self.entries.values() if e.status == "pending"]

@@ -275,7 +275,8 @@ def cmd_telegram(args) -> int:
     except MissingToken as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except InvalidToken:
-        raise CliError("TELEGRAM_BOT_TOKEN was rejected by the Bot API (getMe): check the token from @BotFather") from None
+        raise CliError("TELEGRAM_BOT_TOKEN was rejected by the Bot API (getMe): check the token from @BotFather"
+                       ) from None
     except NetworkError as exc:
         where = settings.telegram_api_base_url or "https://api.telegram.org"
         raise CliError(f"cannot reach the Bot API at {where}: {type(exc).__name__}") from None
@@ -530,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     from retrieval.progress import quiet_libraries
 
     quiet_libraries()  # -v is for Sibyl's own progress, not bm25s/chromadb/httpx debug lines

@@ -97,9 +97,9 @@ def unanswered_groups(store: Store, handled: set[str] | None = None) -> list[Una
     tallies: list[dict[str, int]] = []
     for message, question in abstentions(store, handled):
         sig = signature(question)
-        for group, tally in zip(groups, tallies):
-            if similar(sig, group.signature):
-                break
+        found = next((i for i, g in enumerate(groups) if similar(sig, g.signature)), None)
+        if found is not None:
+            group, tally = groups[found], tallies[found]
         else:
             group = UnansweredGroup(question, 0, message.created_at, message.created_at, [], [], [], sig)
             tally = {}
@@ -115,7 +115,7 @@ def unanswered_groups(store: Store, handled: set[str] | None = None) -> list[Una
         tally[wording] = tally.get(wording, 0) + 1
         if wording not in group.wordings:
             group.wordings.append(wording)
-    for group, tally in zip(groups, tallies):
+    for group, tally in zip(groups, tallies, strict=True):
         group.text = max(tally.items(), key=lambda kv: (kv[1], -group.wordings.index(kv[0])))[0]
     groups.sort(key=lambda g: (-g.count, -g.last_at.timestamp()))
     return groups
@@ -236,9 +236,9 @@ class AreaClassifier:
             except Exception:  # a question the retriever cannot read is simply unclassified
                 return None
             hit = hits[0] if hits else None
-            if hit and hit.lexical > 0 and hit.record["metadata"].get("area") is not None:
-                if best is None or hit.score > best.score:
-                    best = hit
+            if (hit and hit.lexical > 0 and hit.record["metadata"].get("area") is not None
+                    and (best is None or hit.score > best.score)):
+                best = hit
         return int(best.record["metadata"]["area"]) if best else None
 
 
@@ -271,7 +271,9 @@ def topic_stats(rows: list[QuestionRow], classifier: AreaClassifier, start: date
         key = (week_start(row.created_at.date()), row.area)
         counts[key] = counts.get(key, 0) + 1
         used.add(row.area)
-    areas: dict[int | None, str] = {a: classifier.names.get(a, str(a)) for a in sorted(a for a in used if a is not None)}
+    areas: dict[int | None, str] = {
+        a: classifier.names.get(a, str(a)) for a in sorted(a for a in used if a is not None)
+    }
     if None in used:
         areas[None] = unclassified_label
     return TopicStats(weeks, areas, counts, len(rows))

@@ -189,8 +189,10 @@ def facets(pipeline) -> Facets:
     for rec in pipeline.index.records.values():
         meta = rec["metadata"]
         if meta.get("area") is not None:
-            short = "DUP" if meta.get("doc_kind") == "dup" else docs.get(rec["document"], {}).get("title", rec["document"])
-            areas.setdefault(f"{rec['document']}|{meta['area']}", f"{short} · {meta['area']}. {meta.get('area_name', '')}")
+            title = docs.get(rec["document"], {}).get("title", rec["document"])
+            short = "DUP" if meta.get("doc_kind") == "dup" else title
+            label = f"{short} · {meta['area']}. {meta.get('area_name', '')}"
+            areas.setdefault(f"{rec['document']}|{meta['area']}", label)
         if meta.get("objective"):
             objectives.add(str(meta["objective"]))
         for key in meta:
