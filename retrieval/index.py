@@ -27,9 +27,11 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import chromadb
@@ -368,7 +370,7 @@ class IndexStore:
 @dataclass
 class LoadedIndex:
     manifest: dict
-    collection: object
+    collection: Any  # a chromadb Collection; its query() is typed narrower than the lists it accepts
     lexical: LexicalIndex
     records: dict[str, dict]
     client: object = None
@@ -429,7 +431,7 @@ def english_chunks(chunks: list[Chunk], translations: Translations) -> list[Chun
     return out
 
 
-def corpus_digest(chunks: list[Chunk], model_id: str, english: list[Chunk] = ()) -> str:
+def corpus_digest(chunks: list[Chunk], model_id: str, english: Sequence[Chunk] = ()) -> str:
     h = hashlib.sha256(model_id.encode())
     for c in sorted([*chunks, *english], key=lambda c: c.id):
         h.update(c.content_hash.encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -38,7 +39,7 @@ class Filters:
     year: int | None = None
 
     def where(self) -> dict | None:
-        clauses = []
+        clauses: list[dict[str, Any]] = []
         if self.document:
             clauses.append({"document": self.document})
         if self.area is not None:
@@ -124,7 +125,7 @@ class HybridRetriever:
     ) -> list[tuple[str, float]]:
         scores = lexical.scores(tokens)
         ids = lexical.ids
-        ranked = []
+        ranked: list[tuple[str, float]] = []
         for i in np.argsort(-scores):
             if scores[i] <= 0 or len(ranked) >= depth:
                 break

@@ -47,8 +47,8 @@ class ConsoleQuery:
                 if doc and doc != a_doc:
                     raise BadFilter("the area belongs to another document")
                 doc = a_doc
-        objective = objective.strip() or None
-        if objective and not re.fullmatch(r"\d+(\.\d+)*", objective):
+        objective_no = objective.strip() or None
+        if objective_no and not re.fullmatch(r"\d+(\.\d+)*", objective_no):
             raise BadFilter("objective must look like 4 or 4.2")
         try:
             year_no = int(year) if year.strip() else None
@@ -59,7 +59,7 @@ class ConsoleQuery:
             raise BadFilter("the minimum % realised is above the maximum")
         if sort not in ("relevance", "area"):
             raise BadFilter("sort must be 'relevance' or 'area'")
-        return cls(q, doc, area_no, objective, year_no, lo, hi, sort, k)
+        return cls(q, doc, area_no, objective_no, year_no, lo, hi, sort, k)
 
     @property
     def filters(self) -> Filters:
