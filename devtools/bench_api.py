@@ -45,7 +45,8 @@ def wait_ready(url: str, proc: subprocess.Popen | None, log_path: Path | None = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError("server exited: " + log_path.read_text(errors="replace")[-2000:])
+            log = log_path.read_text(errors="replace")[-2000:] if log_path else "(no log)"
+            raise RuntimeError("server exited: " + log)
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return

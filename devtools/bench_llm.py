@@ -124,7 +124,8 @@ def run_bench_checks(settings: Settings, cases_file: Path | None = None, rounds:
     cases_file = cases_file or Path(__file__).resolve().parents[1] / "tests" / "data" / "support_cases.jsonl"
     cases = [json.loads(line) for line in cases_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     pipeline = Pipeline.open(settings)
-    answerer = LLMAnswerer(None, settings)  # type: ignore[arg-type] - only the checker is used
+    # No chat model: only the answer checker is used (LLMAnswerer wants a model for the generating half).
+    answerer = LLMAnswerer(None, settings)  # type: ignore[arg-type]
     records = pipeline.index.records
     cold: list[float] = []
     warm: list[float] = []

@@ -29,7 +29,7 @@ def run_bench_voice(settings: Settings, rounds: int = 3, as_json: bool = False) 
     from sibyl.voice.audio import duration_seconds, to_ogg_opus
 
     voice = VoiceService.from_settings(settings)
-    if not (voice.can_listen and voice.can_speak):
+    if voice.asr is None or voice.tts is None or not (voice.can_listen and voice.can_speak):
         raise ValueError("voice is off: install the voice extra (pip install -e '.[voice]') and Debian's espeak-ng")
     if not hasattr(voice.tts, "wav"):
         raise ValueError("bench-voice speaks its question with espeak-ng: unset SIBYL_TTS or set it to espeak-ng")
