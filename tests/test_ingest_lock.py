@@ -64,7 +64,7 @@ def test_concurrent_force_ingests_leave_one_consistent_index(tmp_path):
     for _ in range(3):
         procs = [_ingest(data, corpus, "--force") for _ in range(2)]
         outputs = [p.communicate(timeout=600) for p in procs]
-        for proc, (out, err) in zip(procs, outputs):
+        for proc, (out, err) in zip(procs, outputs, strict=True):
             assert proc.returncode == 0, err
             assert "index built" in out
         manifest = _assert_one_consistent_index(settings)

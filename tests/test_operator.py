@@ -270,7 +270,7 @@ def test_search_with_filters_and_highlight(client, app):
 
     r = client.get("/operatore/cerca", params={"q": "mobilità cultura sport turismo", "sort": "area"})
     areas = [records[cid]["metadata"].get("area") for cid, _ in hits(r.text)]
-    keyed = [(records[cid]["document"], a) for (cid, _), a in zip(hits(r.text), areas) if a is not None]
+    keyed = [(records[cid]["document"], a) for (cid, _), a in zip(hits(r.text), areas, strict=True) if a is not None]
     assert keyed == sorted(keyed)
     assert audit(app, "search", "mario")
 

@@ -14,17 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import REPO, make_driver, sibyl_server
-from tests.operator_support import PASSWORD, isolated_settings
-
-pytestmark = pytest.mark.slow
-
-
-
 # No skip: without Debian's chromium + chromium-driver (apt-get install chromium chromium-driver) this fails.
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.browser import REPO, make_driver, sibyl_server
+from tests.operator_support import PASSWORD, isolated_settings
+
+pytestmark = pytest.mark.slow
 
 ABSTAIN = "Quali sono gli orari della piscina comunale di via Roma?"
 NEW_DOC = ("# Orto urbano di Borgo San Nicola\n\nIl Comune di Lecce affida a un'associazione di quartiere l'orto "

@@ -297,9 +297,9 @@ def test_a_6000_character_answer_is_split_into_two_valid_messages(bot, peer, pip
     from bot import render
     from bot.handlers.common import send_text
 
-    lines, n = ["Ecco cosa riportano i documenti del Comune di Lecce:", ""], 0
-    for record in sorted(pipeline.index.records.values(), key=lambda r: -len(r["text"])):
-        n += 1
+    lines = ["Ecco cosa riportano i documenti del Comune di Lecce:", ""]
+    records = sorted(pipeline.index.records.values(), key=lambda r: -len(r["text"]))
+    for n, record in enumerate(records, start=1):
         lines += [f"- {ln} [{n}]" for ln in record["text"].split("\n")[2:] if ln.strip()]
         if sum(len(x) for x in lines) > 5900:
             break

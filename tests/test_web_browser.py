@@ -11,16 +11,15 @@ import time
 
 import httpx
 import pytest
-
-from tests.browser import make_driver, sibyl_server
-
-pytestmark = pytest.mark.slow
-
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser import make_driver, sibyl_server
+
+pytestmark = pytest.mark.slow
 
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> piste ciclabili?'
 
@@ -92,7 +91,7 @@ def ask(driver, text: str, count_before: int):
 
 def no_alert(driver) -> bool:
     try:
-        driver.switch_to.alert
+        _ = driver.switch_to.alert  # the property raises when no alert is open
     except NoAlertPresentException:
         return True
     return False
