@@ -11,11 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from limits import parse, parse_many, storage, strategies
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
 from bot.prefs import ChatPreferences
 from sibyl.conversation import ConversationService
+from sibyl.ratelimit import Notices, RateLimiter
 from sibyl.settings import Settings
 from sibyl.store import Store
 from sibyl.voice import VoiceService
@@ -29,18 +29,18 @@ def chat_key(chat_id: int) -> str:
 
 
 class ChatLimiter:
-    """Per-chat question budget (`limits` moving windows) and at most one 'slow down' notice a minute."""
+    """Per-chat question budget and at most one 'slow down' notice a minute: the one rate limiter
+    (sibyl.ratelimit) keyed by chat."""
 
     def __init__(self, spec: str) -> None:
-        self.items = parse_many(spec) if spec else []
-        self.limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
-        self.notice = parse("1/minute")
+        self.questions = RateLimiter(spec, namespace="telegram")
+        self.notices = Notices("1/minute", namespace="telegram-notice")
 
     def allow(self, chat_id: int) -> bool:
-        return all(self.limiter.hit(item, "telegram", str(chat_id)) for item in self.items)
+        return self.questions.allow(str(chat_id))
 
     def should_warn(self, chat_id: int) -> bool:
-        return self.limiter.hit(self.notice, "telegram-notice", str(chat_id))
+        return self.notices.should_warn(str(chat_id))
 
 
 @dataclass
