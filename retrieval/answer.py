@@ -498,7 +498,7 @@ class Composer:
                       if isinstance(m, Mention) and m.kind == "person"]
             lst = next((d.fact for d in drafts[:3] if isinstance(d.fact, ListFact)), None)
             if lst is not None:
-                return t(language, "lead_who_list", items="; ".join(lst.items)), []
+                return t(language, "lead_who_list", items="; ".join(self._name(i, language) for i in lst.items)), []
             if people:
                 return t(language, "lead_who_people", people=", ".join(dict.fromkeys(people))), []
         if analysis.has("when") and top is not None:
