@@ -438,11 +438,14 @@ class Composer:
             lead += " " + "".join(f"[{s.n}]" for s in sources)
         for d in chosen:
             rec = d.hit.record
+            text, original = self._mark(d, language)
+            # Checked on the final (possibly translated) wording: an area line can restate a shown objective.
+            if any(near_duplicate(content_words(text), content_words(b.text)) for b in bullets):
+                continue
             if rec["id"] not in number:
                 number[rec["id"]] = len(sources) + 1
                 sources.append(Source(number[rec["id"]], rec["id"], rec["document"], rec["title"], rec["section"],
                                       rec["text"], round(d.hit.score, 5), rec["metadata"]))
-            text, original = self._mark(d, language)
             translated = isinstance(d.fact, (AreaResult, list)) or original
             line_language = language if translated else rec.get("language", "it")
             bullets.append(Bullet(text, number[rec["id"]], line_language, d.kind, list(d.years), d.realised,
