@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     operator_max_failed_logins: int = Field(5, ge=1, description="Failed logins in a row before a lockout.")
     operator_lockout_minutes: float = Field(15, gt=0, description="How long a locked-out account stays locked.")
     upload_max_bytes: int = Field(10_000_000, ge=1024, description="Largest document an operator may upload.")
+    upload_max_unpacked_bytes: int = Field(
+        25_000_000, ge=1024,
+        description="Largest uncompressed content of an uploaded DOCX (zip members, from its directory): refuses zip bombs.")
+    operator_login_rate_limit: str = Field(
+        "10/minute;60/hour",
+        description="Per-client-address limit on operator login attempts, checked before any password hashing; empty = off.")
+    operator_login_concurrency: int = Field(
+        2, ge=1, le=16, description="Password hashes (argon2, 64 MiB each) run at once per process; the rest wait.")
+    audit_retention_days: int = Field(
+        365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge).")
 
     # Telegram bot (issue 4); the token and URLs use Telegram's usual names, without the SIBYL_ prefix
     telegram_bot_token: SecretStr | None = Field(
@@ -134,16 +144,6 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(
         None, description="Chroma server, e.g. http://chroma:8000; unset = the embedded store in data_dir/index."
     )
-    upload_max_unpacked_bytes: int = Field(
-        25_000_000, ge=1024,
-        description="Largest uncompressed content of an uploaded DOCX (zip members, from its directory): refuses zip bombs.")
-    operator_login_rate_limit: str = Field(
-        "10/minute;60/hour",
-        description="Per-client-address limit on operator login attempts, checked before any password hashing; empty = off.")
-    operator_login_concurrency: int = Field(
-        2, ge=1, le=16, description="Password hashes (argon2, 64 MiB each) run at once per process; the rest wait.")
-    audit_retention_days: int = Field(
-        365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge).")
     chroma_token: SecretStr | None = Field(None, description="Token for a Chroma server with token auth.")
     index_poll_seconds: float = Field(
         15, ge=0, description="With a Chroma server: how often a replica looks for a generation another built; 0 = never."
