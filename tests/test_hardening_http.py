@@ -263,15 +263,11 @@ ENDPOINTS = st.sampled_from(["/api/chat", "/api/search", "/api/feedback", "/api/
                                                                   HealthCheck.too_slow])
 def test_random_bodies_and_headers_never_get_a_5xx(server, path, body, headers):
     url, _, _ = server
-    if isinstance(body, tuple):
-        content = body[1]
-    else:
-        content = json.dumps(body).encode()
+    content = body[1] if isinstance(body, tuple) else json.dumps(body).encode()
     headers = {k: v for k, v in headers.items() if k != "expect"} | {"content-type": headers.get("content-type",
                                                                                                  "application/json")}
-    with httpx.Client(timeout=60) as client:
-        with client.stream("POST", url + path, content=content, headers=headers) as r:
-            r.read()
+    with httpx.Client(timeout=60) as client, client.stream("POST", url + path, content=content, headers=headers) as r:
+        r.read()
     assert r.status_code < 500, (path, content[:200], headers, r.status_code, r.text[:300])
 
 

@@ -248,21 +248,6 @@ def test_browser_language_english_and_embed(server, tmp_path):
         driver.quit()
 
 
-def test_server_down_shows_an_error_message(server, browser):
-    """Last: stop the server, then the page says so instead of staying blank."""
-    d = browser
-    d.get(server["url"] + "/")
-    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
-    ui_it = httpx.get(server["url"] + "/api/ui/it").json()
-    server["proc"].terminate()
-    server["proc"].wait(timeout=20)
-    box = d.find_element(By.ID, "q")
-    box.send_keys("Cosa fa il Comune per la mobilità?" + Keys.ENTER)
-    wait(d, 30).until(lambda _: d.find_elements(By.CSS_SELECTOR, ".msg.error"))
-    assert d.find_elements(By.CSS_SELECTOR, ".msg.error")[-1].text == ui_it["error_network"]
-    assert not d.find_elements(By.CSS_SELECTOR, "#log .typing")
-
-
 def test_english_answer_shows_the_english_and_the_italian_passage(server, browser):
     d = browser
     d.get(server["url"] + "/")
@@ -279,3 +264,18 @@ def test_english_answer_shows_the_english_and_the_italian_passage(server, browse
     reply.find_element(By.CSS_SELECTOR, ".answer button.cite").click()
     passage = reply.find_element(By.CSS_SELECTOR, ".passage-text").text
     assert payload["sources"][0]["text"].split("\n")[-1].strip()[:50] in passage
+
+
+def test_server_down_shows_an_error_message(server, browser):
+    """Last: stop the server, then the page says so instead of staying blank."""
+    d = browser
+    d.get(server["url"] + "/")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
+    ui_it = httpx.get(server["url"] + "/api/ui/it").json()
+    server["proc"].terminate()
+    server["proc"].wait(timeout=20)
+    box = d.find_element(By.ID, "q")
+    box.send_keys("Cosa fa il Comune per la mobilità?" + Keys.ENTER)
+    wait(d, 30).until(lambda _: d.find_elements(By.CSS_SELECTOR, ".msg.error"))
+    assert d.find_elements(By.CSS_SELECTOR, ".msg.error")[-1].text == ui_it["error_network"]
+    assert not d.find_elements(By.CSS_SELECTOR, "#log .typing")
