@@ -38,6 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -121,7 +122,7 @@ class ProcessTarget:
 
     def rss(self) -> int | None:
         """Resident memory in bytes (Linux /proc), or None when the process is gone."""
-        if not self.alive():
+        if self.proc is None or not self.alive():
             return None
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -350,7 +351,7 @@ def _http_case(route: Route, components: dict, draw, st, texts, json_values, hea
         if route.form and mode == "schema":
             mode = "form"
         ctype = b"application/json"
-        if mode == "valid":
+        if mode == "valid" and route.body_schema is not None:  # "valid" always has a schema (see above)
             content = _dumps(_valid_for(route.body_schema, components, draw, st, texts), draw, st)
         elif mode == "schema" and route.body_schema is not None:
             content = _dumps(_value_for(route.body_schema, components, draw, st, texts, json_values), draw, st)
@@ -918,8 +919,8 @@ def run_bench_robust(settings: Settings, fuzz: int = 10_000, soak_seconds: float
             if bot:  # give the queued updates time to be handled, then read the bot's own counters
                 deadline = time.monotonic() + max(30.0, timeout * 3)
                 while time.monotonic() < deadline:
-                    handled, failed = bot_counts(httpx.get(target.url + "/metrics", timeout=10).text)
-                    bot_seen = {"handled": handled, "failed": failed}
+                    handled, errored = bot_counts(httpx.get(target.url + "/metrics", timeout=10).text)
+                    bot_seen = {"handled": handled, "failed": errored}
                     if handled >= accepted or tally.crashes:
                         break
                     time.sleep(1)
@@ -964,11 +965,11 @@ def _report(fuzz, seed, routes, tally: FuzzTally, posted, accepted, bot_seen, re
                 "bot_api_rejection_samples": [f"{c.method}: {json.dumps(c.params)[:200]}"
                                               for c in rejected[:5]]} if bot else None,
     }
-    soak_part = None
+    soak_part: dict[str, Any] | None = None
     if soak is not None:
         rss_values = [r for _, r in soak.rss]
         start, end = (rss_values[0], rss_values[-1]) if rss_values else (None, None)
-        growth = round((end - start) / start * 100, 1) if start else None
+        growth = round((end - start) / start * 100, 1) if start and end is not None else None
         soak_part = {
             "clients": soak.clients, "seconds": round(soak.seconds, 1), "warmup_seconds": soak.warmup_seconds,
             "requests": soak.requests, "ok": len(soak.latencies_ms), "errors": dict(soak.errors),

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import cast
 
 import prompts
 from retrieval.evidence import GENERIC, Evidence, EvidenceScorer
@@ -133,7 +134,7 @@ def candidate_lines(record: dict) -> list[tuple[int, str]]:
     """Evidence candidates: body lines of the passage (not its title/section), prose split in sentences."""
     lines = record["text"].split("\n")
     body = lines[2:] if not record["section"].startswith("§") else lines[1:]
-    out = []
+    out: list[tuple[int, str]] = []
     for pos, line in enumerate(body):
         line = line.strip()
         if not line or _LIST_HEADER.match(line):
@@ -294,11 +295,11 @@ class Composer:
             return _Draft(score, rank, text, hit, "done", [2023], result.realised, fact=result)
         if area is not None:
             ranked = self.pick_lines(question, rec, stems)
-            best = strip_label(ranked[0][1]) if ranked else ""
+            best_line = strip_label(ranked[0][1]) if ranked else ""
             if area.realised is None:
                 text = self._unmeasured(area, language)
                 return _Draft((ranked[0][0] if ranked else 0) + 0.3, rank, text, hit, "done", [2023], None, fact=area)
-            line = re.sub(r"\s*\(\d[\d,]*%\)$", "", best)
+            line = re.sub(r"\s*\(\d[\d,]*%\)$", "", best_line)
             text = prompts.text(language, "area_result", name=self._name(area.name, language),
                                 pct=format_percent(area.realised, language))
             if line and not line.startswith("MEDIA"):
@@ -486,11 +487,10 @@ class Composer:
             if figures is not None:
                 notes.append("figures: formatted from the cited page (the amount's unit is not printed; shown as €)")
                 shown = ", ".join(f"{self._name(f.label, language).lower()} {f.display(language)}"
-                                  for f in figures.fact)
+                                  for f in cast("list[Figure]", figures.fact))
                 return t(language, "lead_quantity_figures", title=figures.hit.record["title"], figures=shown), []
-            area = next((d for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
-            if area is not None:
-                fact = area.fact
+            fact = next((d.fact for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
+            if fact is not None:
                 if fact.realised is None:
                     note = self._name(fact.note or "", language) or t(language, "not_measured_note")
                     return t(language, "lead_quantity_area_none", name=self._name(fact.name, language), note=note), []
@@ -537,43 +537,45 @@ class Composer:
                 return t(language, "lead_planned", planned=short(planned.text)), []
         results = [d.fact for d in drafts if isinstance(d.fact, ResultObjective)]
         if results and all(r.realised is None for r in results):  # an unmeasured area: say why, not a count
-            area = next((a for a in self.facts.areas if a.number == results[0].area and a.realised is None), None)
-            if area is not None:
-                note = (area.note or "").rstrip(".") if language == "it" and area.note \
+            unmeasured = next((a for a in self.facts.areas
+                               if a.number == results[0].area and a.realised is None), None)
+            if unmeasured is not None:
+                note = (unmeasured.note or "").rstrip(".") if language == "it" and unmeasured.note \
                     else t(language, "not_measured_note")
-                return t(language, "lead_quantity_area_none", name=area.name, note=note), []
+                return t(language, "lead_quantity_area_none", name=unmeasured.name, note=note), []
         n_plan = len({id(d.fact) for d in drafts if d.kind == "planned"})
         n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
         if n_plan or n_done:
             notes.append("count: objectives among the cited passages")
-            def count(n: int) -> str:  # "un obiettivo", "3 obiettivi"
+            def objectives(n: int) -> str:  # "un obiettivo", "3 obiettivi"
                 return t(language, "objectives_one") if n == 1 else t(language, "objectives_many", n=n)
 
             if n_plan and n_done:
-                return t(language, "lead_overview", planned=count(n_plan), done=count(n_done)), []
+                return t(language, "lead_overview", planned=objectives(n_plan), done=objectives(n_done)), []
             if n_plan:
-                return t(language, "lead_overview_plan", planned=count(n_plan)), []
-            return t(language, "lead_overview_done", done=count(n_done)), []
+                return t(language, "lead_overview_plan", planned=objectives(n_plan)), []
+            return t(language, "lead_overview_done", done=objectives(n_done)), []
         return "", []
 
     def _rank_lead(self, question: str, language: str, drafts: list[_Draft],
                    notes: list[str]) -> tuple[str, list[_Draft]]:
         """Rank the areas by their 2023 average; the bullets then show the areas that explain it."""
-        areas = self.facts.measured_areas()
+        measured = [(a, a.realised) for a in self.facts.measured_areas() if a.realised is not None]
+        assert self.facts.overall is not None  # the caller only ranks when the overall level is known
         overall, overall_pid = self.facts.overall
         table = self._hit_for(overall_pid, drafts)
         notes.append("rank: computed from the 2023 area averages of the cited report")
         extra: list[_Draft] = []
         if rank_direction(question) == "low":
-            low = min(areas, key=lambda a: a.realised)
+            low, low_pct = min(measured, key=lambda m: m[1])
             lead = prompts.text(language, "lead_rank_low", name=self._name(low.name, language),
-                                pct=format_percent(low.realised, language), overall=format_percent(overall, language))
+                                pct=format_percent(low_pct, language), overall=format_percent(overall, language))
             hit = self._hit_for(low.passage, drafts) or table
             for obj in sorted((o for o in self.facts.results.values() if o.area == low.number),
                               key=lambda o: (o.realised or 0)):
                 extra.append(_Draft(9.0, -1, obj.text, hit, "done", [2023], obj.realised, fact=obj))
             return lead, extra[:3]
-        full = [a for a in areas if a.realised >= 100]
+        full = [a for a, pct in measured if pct >= 100]
         rest = [a for a in self.facts.areas if a not in full]
         lead = prompts.text(language, "lead_rank_high", count=len(full), total=len(self.facts.areas),
                             names=", ".join(self._name(a.name, language) for a in full))

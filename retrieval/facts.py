@@ -13,7 +13,9 @@ dates, people with their title and the lists introduced by a colon (complete, it
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from retrieval.chunks import body_lines
 
@@ -164,7 +166,7 @@ def _years(value: object) -> list[int]:
     """Metadata years come as a list or, from Chroma, as '2025,2026,2027'."""
     if isinstance(value, str):
         return [int(y) for y in re.findall(r"20\d\d", value)]
-    return [int(y) for y in value or []]
+    return [int(y) for y in cast("Iterable[Any]", value or [])]
 
 
 def _body(record: dict) -> list[str]:

@@ -79,6 +79,8 @@ def chroma_client(source: ConfigSource):
     config = as_config(source)
     if config.chroma_url:
         url = urlsplit(config.chroma_url)
+        if url.hostname is None:
+            raise ValueError(f"chroma_url has no host: {config.chroma_url!r}")
         token = config.chroma_token or ""
         return chromadb.HttpClient(
             host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80), ssl=url.scheme == "https",
@@ -427,7 +429,8 @@ def english_chunks(chunks: list[Chunk], translations: Translations) -> list[Chun
             continue
         en = translations.translate_record(c)
         if en is not None:
-            out.append(replace(c, id=c.id + EN_SUFFIX, language="en", **en))
+            out.append(replace(c, id=c.id + EN_SUFFIX, language="en",
+                               title=en["title"], section=en["section"], text=en["text"]))
     return out
 
 

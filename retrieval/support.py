@@ -180,8 +180,9 @@ def default_translator() -> Callable[[str], str | None] | None:
         from retrieval import translations
     except ImportError:
         return None
-    if callable(getattr(translations, "translate", None)):
-        return translations.translate
+    translate = getattr(translations, "translate", None)
+    if callable(translate):
+        return translate
     loader = getattr(getattr(translations, "Translations", None), "load", None)
     folder = Path(__file__).resolve().parents[1] / "corpus" / "translations" / "en"
     if loader is None or not folder.is_dir():

@@ -234,17 +234,21 @@ class Translations:
             slots = frame.match(text)
             if slots is None:
                 continue
-            values = {}
+            values: dict[str, str] = {}
             for name, value in slots.items():
                 if name.startswith("text"):
-                    value = self.translate(value)
-                    if value is None:
+                    translated = self.translate(value)
+                    if translated is None:
                         break
+                    value = translated
                 elif name.startswith("value"):
                     value = re.sub(r"(\d),(\d)", r"\1.\2", value)  # 87,5% -> 87.5%
                 values[name] = value
             else:
-                return _SLOT.sub(lambda m, v=values: v[m.group(1)], frame.en)
+                def fill(m: re.Match[str], v: dict[str, str] = values) -> str:
+                    return v[m.group(1)]
+
+                return _SLOT.sub(fill, frame.en)
         # Sentence by sentence, at any length: a framed slot can be shorter than the line that was split.
         pieces = [p.strip() for p in _SENTENCE.split(text) if p.strip()]
         if len(pieces) > 1:
