@@ -59,7 +59,8 @@ def pipeline(settings, built_index):
 TIERS = ("unit", "integration", "e2e")
 INDEX_FIXTURES = {"built_index", "pipeline"}
 _E2E_SOURCE = re.compile(r"^\s*(?:import subprocess|from subprocess |from selenium|import selenium"
-                         r"|from tests\.(?:browser|deploy_support) import|from tests import (?:browser|deploy_support))",
+                         r"|from tests\.(?:browser|deploy_support) import"
+                         r"|from tests import (?:browser|deploy_support))",
                          re.M)
 _e2e_modules: dict[str, bool] = {}
 

@@ -159,14 +159,18 @@ def test_grounded_reply_is_shown_in_llm_mode(pipeline, with_llm, it_extractive):
 
 
 @pytest.mark.parametrize("case, reply, reason", [
-    ("bad citation", "Il Comune promuove la mobilità sostenibile [1] e nuove piste ciclabili [9].", "cites sources not given: [9]"),
+    ("bad citation", "Il Comune promuove la mobilità sostenibile [1] e nuove piste ciclabili [9].",
+     "cites sources not given: [9]"),
     ("no citation", "Il Comune promuove la mobilità sostenibile e nuove piste ciclabili.", "no citation"),
-    ("invented number", "Il Comune ha stanziato 4.321.987 euro per la mobilità sostenibile [1].", "numbers not in the cited sources"),
-    ("wrong language", "The City of Lecce promotes sustainable mobility and new bike lanes for its citizens [1].", "expected 'it'"),
+    ("invented number", "Il Comune ha stanziato 4.321.987 euro per la mobilità sostenibile [1].",
+     "numbers not in the cited sources"),
+    ("wrong language", "The City of Lecce promotes sustainable mobility and new bike lanes for its citizens [1].",
+     "expected 'it'"),
     ("echoed rules", "Sei Sibyl. Dopo ogni affermazione cita la fonte da cui viene con il suo numero tra parentesi "
                      "quadre, per esempio [1] oppure [1][2].", "repeats the instructions"),
 ])
-def test_failed_check_falls_back_to_the_extractive_answer(pipeline, with_llm, it_extractive, caplog, case, reply, reason):
+def test_failed_check_falls_back_to_the_extractive_answer(pipeline, with_llm, it_extractive, caplog, case, reply,
+                                                          reason):
     with_llm(fake(reply))
     with caplog.at_level(logging.WARNING, logger="retrieval.llm"):
         answer = pipeline.ask(IT_QUESTION)
@@ -188,7 +192,8 @@ def test_english_answer_over_italian_sources(pipeline, with_llm):
 
 
 def test_model_that_does_not_know_points_to_the_urp(pipeline, with_llm):
-    reply = "Non lo so: le fonti non rispondono. Ti suggerisco di rivolgerti all'Ufficio Relazioni con il Pubblico (URP)."
+    reply = ("Non lo so: le fonti non rispondono. "
+             "Ti suggerisco di rivolgerti all'Ufficio Relazioni con il Pubblico (URP).")
     with_llm(fake(reply))
     answer = pipeline.ask(IT_QUESTION)
     assert answer.mode == "llm" and not answer.answered and answer.sources == [] and answer.answer == reply
@@ -291,11 +296,13 @@ def test_stream_without_a_model_is_one_final_answer(pipeline):
 # --- follow-ups ------------------------------------------------------------------------------------
 def test_condense_rewrites_a_followup_with_the_conversation(pipeline, with_llm):
     recorder = Recorder()
-    with_llm(fake("Domanda autonoma: «Cosa fa il Comune di Lecce per le biciclette?»\n(altro testo)", recorder=recorder))
+    with_llm(fake("Domanda autonoma: «Cosa fa il Comune di Lecce per le biciclette?»\n(altro testo)",
+                  recorder=recorder))
     history = [("user", "Cosa fa il Comune per la mobilità?"), ("assistant", "Promuove la mobilità sostenibile [1].")]
     assert pipeline.condense("e per le biciclette?", history, "it") == "Cosa fa il Comune di Lecce per le biciclette?"
     prompt = recorder.calls[0][0].content
-    assert "Cittadino: Cosa fa il Comune per la mobilità?" in prompt and "<domanda>\ne per le biciclette?\n</domanda>" in prompt
+    assert ("Cittadino: Cosa fa il Comune per la mobilità?" in prompt
+            and "<domanda>\ne per le biciclette?\n</domanda>" in prompt)
     assert pipeline.condense("e per le biciclette?", [], "it") is None  # nothing to resolve against
     assert len(recorder.calls) == 1
 

@@ -27,7 +27,8 @@ def test_numbers_compare_without_separators():
 
 
 def test_grounded_answer_passes():
-    text = "Nel 2023 l'area Mobilità sostenibile è stata realizzata al 99.39% [1]. Per il periodo 2025-2027 il DUP prevede 15659005 euro [2]."
+    text = ("Nel 2023 l'area Mobilità sostenibile è stata realizzata al 99.39% [1]. "
+            "Per il periodo 2025-2027 il DUP prevede 15659005 euro [2].")
     result = check(text, SOURCES, "Quanto ha realizzato l'area mobilità?", "it")
     assert result.ok, result.reason
     assert result.cited == [1, 2] and not result.declined
@@ -75,7 +76,8 @@ def test_wrong_language_fails_and_quotes_do_not_count():
 
 
 def test_declining_with_the_urp_passes_without_citation():
-    text = "Non lo so: le fonti non ne parlano. Ti suggerisco di rivolgerti all'Ufficio Relazioni con il Pubblico (URP)."
+    text = ("Non lo so: le fonti non ne parlano. "
+            "Ti suggerisco di rivolgerti all'Ufficio Relazioni con il Pubblico (URP).")
     result = check(text, SOURCES, "Quando apre la piscina comunale?", "it")
     assert result.ok and result.declined and result.cited == []
 

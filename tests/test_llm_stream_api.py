@@ -52,7 +52,8 @@ def with_model(client, monkeypatch):
 def stream(client, **body) -> tuple[int, str, list]:
     with client.stream("POST", "/api/chat/stream", json=body) as r:
         raw = r.read().decode()
-        return r.status_code, r.headers.get("content-type", ""), parse_sse(raw) if r.status_code == 200 else json.loads(raw)
+        return (r.status_code, r.headers.get("content-type", ""),
+                parse_sse(raw) if r.status_code == 200 else json.loads(raw))
 
 
 def test_without_a_model_one_final_event_like_api_chat(client):

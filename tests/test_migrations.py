@@ -65,11 +65,13 @@ def build_old_database(engine: Engine) -> None:
              "'m1', :later)"),
             ("INSERT INTO feedback (session_id, message_id, channel, rating, comment, created_at, reviewed) "
              "VALUES ('s1', 'm2', 'telegram', -1, 'manca l''orario', :now, false)"),
-            "INSERT INTO operators (username, password_hash, active, created_at) VALUES ('urp.anna', :hash, true, :now)",
+            ("INSERT INTO operators (username, password_hash, active, created_at) "
+             "VALUES ('urp.anna', :hash, true, :now)"),
             "INSERT INTO operator_login_state (username, failures, locked_until) VALUES ('urp.anna', 2, NULL)",
             ("INSERT INTO operator_audit (at, username, action, detail, ip) "
              "VALUES (:now, 'urp.anna', 'login', NULL, '10.0.0.1')"),
-            "INSERT INTO operator_handled_questions (message_id, handled_by, handled_at) VALUES ('m2', 'urp.anna', :now)",
+            ("INSERT INTO operator_handled_questions (message_id, handled_by, handled_at) "
+             "VALUES ('m2', 'urp.anna', :now)"),
             "INSERT INTO telegram_chats (key, language, updated_at) VALUES ('telegram:7', 'en', :now)",
         ]
         values = {"now": NOW, "later": NOW + timedelta(seconds=1), "hash": PasswordHasher().hash("segreto-123")}

@@ -134,7 +134,8 @@ def test_metrics_endpoint_in_prometheus_format(logs, pipeline, settings):
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    assert metric(text, "sibyl_http_requests_total", method="GET", route="/items/{item_id}", status="200") == before_req + 3
+    assert metric(text, "sibyl_http_requests_total", method="GET", route="/items/{item_id}",
+                  status="200") == before_req + 3
     assert metric(text, "sibyl_http_request_duration_seconds_count", method="GET", route="/ask") >= 3
     assert metric(text, "sibyl_http_request_duration_seconds_bucket", method="GET", route="/ask", le="+Inf") >= 3
     assert metric(text, "sibyl_answers_total", channel="web", language="it", outcome="answered") == before_ok + 1

@@ -83,7 +83,8 @@ def test_report_rows_areas_and_levels(report):
     assert len(objectives) == 55
     assert report.global_level == "99,39"
     by = {o.number: o for o in objectives}
-    assert by["7.5"].realised == "100" and by["7.5"].operational == ["Benessere Ambientale: Potenziamento rete ciclabile"]
+    assert (by["7.5"].realised == "100"
+            and by["7.5"].operational == ["Benessere Ambientale: Potenziamento rete ciclabile"])
     assert by["1.13"].realised == "96,67"
     assert by["10.1"].realised == "90"
     assert by["5.6"].realised == "100"  # the % sits one column further right on this row

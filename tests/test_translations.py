@@ -97,9 +97,11 @@ def test_known_lines_read_as_a_translator_wrote_them(tr):
                         "commerciali e turisti, potenziando la flotta pubblica con mezzi ecosostenibili.") == (
         "Strategic objective 4.2: Review the ZTL hours together with residents, businesses and tourists, and "
         "strengthen the public fleet with eco-friendly vehicles.")
-    assert tr.translate("Sibyl Intelligenza Artificiale Chatbot e Voicebot (attività di sviluppo; anni 2025, 2026, 2027)") == (
+    assert tr.translate("Sibyl Intelligenza Artificiale Chatbot e Voicebot "
+                        "(attività di sviluppo; anni 2025, 2026, 2027)") == (
         "Sibyl Artificial Intelligence Chatbot and Voicebot (development activity; years 2025, 2026, 2027)")
-    assert tr.translate("LIVELLO MEDIO GENERALE DELLA PERFORMANCE STRATEGICA A LIVELLO DI ENTE 2023: 99,39").endswith(": 99.39")
+    assert tr.translate("LIVELLO MEDIO GENERALE DELLA PERFORMANCE STRATEGICA A LIVELLO DI ENTE 2023: "
+                        "99,39").endswith(": 99.39")
     assert tr.translate("Area 1 Cittadinanza Attiva Innovazione e semplificazione amministrativa Società Partecipate e "
                         "Bilancio: media 99,52") == ("Area 1 Active Citizenship, Innovation and administrative "
                                                    "simplification, Municipal Companies and Budget: average 99.52")
@@ -154,10 +156,12 @@ def test_skeleton_script_reports_and_adds_pending_entries(tmp_path):
     shutil.copytree(CORPUS, corpus)
     (corpus / "nuova-pagina.it.txt").write_text("Nuovo servizio\n\nIl Comune apre uno sportello per i cittadini.\n",
                                                encoding="utf-8")
-    check = subprocess.run([*script, "--corpus", str(corpus), "--show"], capture_output=True, text=True, cwd=REPO, check=False)
+    check = subprocess.run([*script, "--corpus", str(corpus), "--show"], capture_output=True, text=True, cwd=REPO,
+                           check=False)
     assert check.returncode == 1
     assert "Il Comune apre uno sportello per i cittadini." in check.stdout
-    write = subprocess.run([*script, "--corpus", str(corpus), "--write"], capture_output=True, text=True, cwd=REPO, check=False)
+    write = subprocess.run([*script, "--corpus", str(corpus), "--write"], capture_output=True, text=True, cwd=REPO,
+                           check=False)
     assert write.returncode == 0, write.stderr
     added = Translations.load(corpus / "translations" / "en")
     new = [e for e in added.entries.values() if e.file == "nuova-pagina.toml"]
@@ -182,7 +186,8 @@ def test_only_approved_translations_are_used(tmp_path):
     approved = Entry("doc:1", source_hash(it), it, "Strengthen the civil protection service", "approved")
     (tmp_path / "en" / "doc.toml").write_text(dump_entries([approved]), encoding="utf-8")
     loaded = Translations.load(tmp_path / "en")
-    assert loaded.translate(it + " (attività di sviluppo)") == "Strengthen the civil protection service (development activity)"
+    assert loaded.translate(it + " (attività di sviluppo)") == (
+        "Strengthen the civil protection service (development activity)")
 
 
 def test_loader_refuses_a_hash_that_does_not_match_or_an_unknown_status(tmp_path):
@@ -199,7 +204,8 @@ def test_fidelity_check_catches_a_changed_number_a_dropped_name_or_code():
     assert fidelity_problems("Investimenti: 15.659.005 nel 2023", "Investments: 15,659,005 in 2023") == []
     assert fidelity_problems("Investimenti: 15.659.005", "Investments: 15,659,050") != []
     assert fidelity_problems("Media 99,39", "Average 99.39") == []
-    assert fidelity_problems("la Bicipolitana di Lecce", "the city cycle network of Lecce", ["Bicipolitana", "Lecce"]) == [
+    assert fidelity_problems("la Bicipolitana di Lecce", "the city cycle network of Lecce",
+                             ["Bicipolitana", "Lecce"]) == [
         "name 'Bicipolitana' not kept"]
     assert fidelity_problems("Decentramento Accessi PCC", "Decentralisation of accesses") == ["code 'PCC' not kept"]
 
