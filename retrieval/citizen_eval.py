@@ -18,6 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# The scorer's function-word lists (accent-folded; words shared by both languages left out): one copy, beside
+# the translation checks that use them too.
+from retrieval.translations import EN_FUNCTION_WORDS, IT_FUNCTION_WORDS
+
 LANG_THRESHOLD = 0.2
 DUP_THRESHOLD = 0.75
 Chat = Callable[[str, str | None], dict[str, Any]]
@@ -30,23 +34,6 @@ _SOURCES_INLINE = re.compile(r"^(fonti|fonte|sources|source)\s*:\s*\[\d+\]")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u00b7\u2013]|\d+[.)])\s+(.*\S)")
 _TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*'?")
 _CITATION = re.compile(r"\[\d+\]")
-# The scorer's function-word lists (accent-folded; words shared by both languages left out).
-IT_FUNCTION_WORDS = frozenset([
-    "il", "lo", "la", "gli", "le", "un", "uno", "una", "di", "del", "dello", "della", "dei", "degli", "delle", "al",
-    "allo", "alla", "ai", "agli", "alle", "da", "dal", "dallo", "dalla", "dai", "dagli", "dalle", "nel", "nello",
-    "nella", "nei", "negli", "nelle", "sul", "sullo", "sulla", "sui", "sugli", "sulle", "con", "per", "tra", "fra", "e",
-    "ed", "o", "che", "non", "sono", "ha", "hanno", "anche", "piu", "ma", "se", "questo", "questa", "questi", "queste",
-    "quello", "quella", "quelle", "quelli", "ci", "si", "cui", "dove", "quando", "perche", "ogni", "tutti", "tutte",
-    "essere", "stato", "stata", "stati", "sia", "gia", "molto", "ancora", "sempre", "secondo", "ecco", "l'", "dell'",
-    "all'", "dall'", "nell'", "sull'", "un'", "quest'", "c'", "d'", "quell'", "tutto",
-])
-EN_FUNCTION_WORDS = frozenset([
-    "the", "of", "and", "to", "is", "are", "was", "were", "be", "been", "for", "with", "on", "at", "by", "from", "this",
-    "that", "these", "those", "it", "its", "an", "as", "or", "not", "but", "which", "who", "what", "where", "when",
-    "how", "there", "their", "they", "we", "you", "your", "our", "will", "would", "can", "could", "should", "has",
-    "have", "had", "does", "do", "did", "into", "about", "than", "also", "more", "all", "any", "some", "if", "so",
-    "such", "other", "only", "here", "according", "been", "being", "he", "she", "his", "her", "them",
-])
 _BOILERPLATE = frozenset([
     "benessere", "ambientale", "sociale", "istituzionale", "economico", "attivita", "sviluppo", "obiettivo",
     "obiettivi", "strategico", "strategici", "operativo", "operativi", "original", "italian", "wording", "anni",
