@@ -470,16 +470,19 @@ def generate_cases(n: int, routes: list[Route], components: dict, seed: int, bot
     cases: list[Case] = []
     seen: set[tuple] = set()
 
-    def round_of(round_seed: int):
+    def round_of(round_seed: int, forced: Route | None = None):
+        """One hypothesis run; `forced` pins every HTTP case of the run to one route."""
         @hypothesis_seed(round_seed)
-        @hypothesis_settings(max_examples=max(n - len(cases), 50), phases=[Phase.generate], database=None,
-                             deadline=None, suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(max_examples=1 if forced else max(n - len(cases), 50), phases=[Phase.generate],
+                             database=None, deadline=None, suppress_health_check=list(HealthCheck))
         @given(st.data())
         def draw_one(data) -> None:  # every choice is a draw: hypothesis replays prefixes and checks they match
             draw = data.draw
             pick = draw(st.randoms(use_true_random=True))  # uniform choices (plain draws lean to the first option)
             roll = pick.random()
-            if roll < bot_share:
+            if forced is not None:
+                case = _http_case(forced, components, draw, st, texts, json_values, header_value, False)
+            elif roll < bot_share:
                 case = _bot_case(draw(st.integers(1, 2**31)), draw, st, texts, json_values, BOT_ID, BOT_USERNAME)
             elif private and roll < bot_share + 0.15:
                 case = _http_case(pick.choice(private), components, draw, st, texts, json_values, header_value, True)
@@ -497,6 +500,9 @@ def generate_cases(n: int, routes: list[Route], components: dict, seed: int, bot
 
         return draw_one
 
+    if n >= len(public):  # first one case per route, so a short run still reaches every route
+        for i, route in enumerate(public):
+            round_of(seed - 1 - i, forced=route)()
     for attempt in range(200):  # hypothesis may stop a round early (e.g. inputs over its size budget)
         if len(cases) >= n:
             break

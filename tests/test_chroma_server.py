@@ -52,7 +52,9 @@ def test_ingest_puts_index_and_pointer_in_the_server(server, replica_a):
     names = {c.name for c in store.client.list_collections()}
     manifest = store.current()
     assert {POINTER_COLLECTION, manifest["collection"]} <= names
-    assert store.client.get_collection(manifest["collection"]).count() == manifest["chunks"]
+    vectors = manifest["chunks"] + manifest["english_passages"]  # each passage, plus its English twin if translated
+    assert manifest["english_passages"] > 0
+    assert store.client.get_collection(manifest["collection"]).count() == vectors
 
 
 def test_answers_match_the_embedded_index(replica_a, pipeline):
@@ -87,7 +89,9 @@ def test_reindex_from_one_replica_switches_every_replica(server, replica_a, tmp_
     ingests = REGISTRY.get_sample_value("sibyl_ingest_duration_seconds_count") or 0
     result = IndexStore(settings_b, hooks=retrieval_hooks()).ingest(force=True)  # the metrics, as services pass them
     assert result.changed and result.generation != old
-    assert result.reused == result.chunks, "vectors of unchanged chunks are reused from the server"
+    manifest = IndexStore(settings_b).current()
+    assert result.embedded == 0, "vectors of unchanged chunks are reused from the server"
+    assert result.reused == result.chunks + manifest["english_passages"]
     assert REGISTRY.get_sample_value("sibyl_ingest_duration_seconds_count") == ingests + 1
     replica_a.reload()
     assert replica_a.index.manifest["generation"] == result.generation
