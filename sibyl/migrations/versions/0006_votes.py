@@ -1,0 +1,23 @@
+"""One current vote per user per answer (issue 17).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-23
+
+Placeholder reserved so parallel work keeps one linear chain; filled in by its change.
+"""
+
+from __future__ import annotations
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
