@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api import errors, middleware, routes, stream, voice, web
+from api import errors, handoff, middleware, routes, stream, voice, web
 from api import operator as operator_console
 from api.operator.deps import Console
 from sibyl.observability import install_observability
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(routes.api)
     app.include_router(routes.health)
     app.include_router(stream.router)  # POST /api/chat/stream (server-sent events)
+    app.include_router(handoff.router)  # POST /api/handoff: talk to a person (issue 15)
     voice.install(app)  # POST /api/voice, GET /api/tts (issue 16)
     web.mount(app)
     operator_console.install(app)  # URP operator console under /operatore

@@ -397,8 +397,8 @@ def cmd_operator(args) -> int:
 
     operators = Operators.from_settings(_settings(args))
     if args.action == "list":
-        for name in operators.usernames():
-            print(name)
+        for name, role in sorted(operators.roles().items()):
+            print(f"{name}\t{role}")
         return 0
     if not args.name:
         raise CliError(f"operator {args.action} needs a username", EXIT_USAGE)
@@ -411,10 +411,39 @@ def cmd_operator(args) -> int:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     try:
-        operators.add(args.name, password, replace=args.action == "passwd")
+        operators.add(args.name, password, replace=args.action == "passwd", role=args.role)
     except OperatorError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    print(f"operator {args.name} {'updated' if args.action == 'passwd' else 'added'}")
+    print(f"operator {args.name} {'updated' if args.action == 'passwd' else 'added'} ({operators.role(args.name)})")
+    return 0
+
+
+def cmd_cases(args) -> int:
+    """Open URP cases with their conversation (issue 15), for scripts and monitoring."""
+    from sibyl.backoffice.cases import Cases
+    from sibyl.db import make_engine, upgrade
+
+    engine = make_engine(_settings(args).effective_database_url)
+    try:
+        upgrade(engine)
+        cases = Cases(engine)
+        views = [view for case in cases.list(open_only=True) if (view := cases.get(case.id)) is not None]
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps([v.to_dict() for v in views], ensure_ascii=False, indent=2))
+        return 0
+    if not views:
+        print("no open cases")
+    for view in views:
+        c = view.case
+        print(f"{c.number}  [{c.status}]  {c.channel}  {c.created_at:%Y-%m-%d %H:%M} UTC  "
+              f"assignee: {c.assignee or '-'}  contact: {c.email or c.telegram_chat or '-'}")
+        for m in view.thread:
+            who = "citizen" if m.role == "user" else "sibyl"
+            after = f" (follow-up of: {m.previous_question})" if m.previous_question else ""
+            print(f"  {who}: {' '.join(m.text.split())[:300]}{after}")
+        print()
     return 0
 
 
@@ -524,7 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("operator", help="URP operator console accounts (password prompted or read from stdin)")
     p.add_argument("action", choices=["add", "passwd", "list"], help="add an account, change a password, list")
     p.add_argument("name", nargs="?", help="username")
+    p.add_argument("--role", choices=["operator", "admin"],
+                   help="operator (cases, drafts, FAQs) or admin (also documents, re-index, accounts, offices); "
+                        "default: admin for the first account, operator after; passwd keeps the role")
     p.set_defaults(func=cmd_operator)
+
+    p = sub.add_parser("cases", help="URP cases: list the open ones with their conversation")
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--json", action="store_true", help="JSON array of cases (for scripts)")
+    p.set_defaults(func=cmd_cases)
     return parser
 
 

@@ -48,10 +48,14 @@ class Reply(Mapping[str, Any]):
 
 
 class ConversationService:
-    def __init__(self, pipeline: Pipeline, store: Store, context_turns: int = 3) -> None:
+    def __init__(self, pipeline: Pipeline, store: Store, context_turns: int = 3,
+                 office_pointer: Callable[[str, str], str | None] | None = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.context_turns = context_turns  # previous turns read to resolve a follow-up (SIBYL_CONTEXT_TURNS)
+        # (question, language) -> the competent office's line for a decline, or None (the URP): issue 15's
+        # offices directory (sibyl.backoffice.offices.Directory.pointer); retrieval knows nothing of it.
+        self.office_pointer = office_pointer
 
     def reply(self, message: str, session_id: str | None = None, channel: str = "web",
               language: str | None = None, external_key: str | None = None,
@@ -76,6 +80,11 @@ class ConversationService:
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
                                    retrieval_query=resolved.query, fallback_language=session.language,
                                    previous_bullets=shown, on_token=on_token)
+        if self.office_pointer is not None and not answer.answered and answer.intent in ("abstain", "question"):
+            pointer = self.office_pointer(question, answer.language)
+            if pointer:  # the decline names the competent office after its pointer to the URP
+                answer.answer = f"{answer.answer}\n\n{pointer}"
+                answer.lead = f"{answer.lead}\n\n{pointer}" if answer.lead else answer.answer
         stored = answer.to_dict()
         _, bot_message = self.store.add_exchange(session.id, channel, question, stored,
                                                  new_session=session if new else None)

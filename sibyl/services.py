@@ -27,7 +27,9 @@ from retrieval.pipeline import Pipeline
 from retrieval.translations import TranslationStore
 from sibyl import observability
 from sibyl.backoffice.accounts import Operators
+from sibyl.backoffice.cases import Cases
 from sibyl.backoffice.documents import DocumentManager
+from sibyl.backoffice.offices import Directory
 from sibyl.conversation import ConversationService
 from sibyl.ratelimit import RateLimiter
 from sibyl.settings import Settings
@@ -65,6 +67,8 @@ class Services:
     backoffice: BackOffice | None = None
     translations: TranslationStore | None = None  # shipped + data-directory English lines (operator review)
     voice: VoiceService | None = None  # speech in and out (issue 16); the ASR model loads on first use
+    cases: Cases | None = None  # citizens' requests for a person (issue 15): web handoff, Telegram, console
+    offices: Directory | None = None  # the offices directory a decline names (issue 15)
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=_cpu_slots)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -108,13 +112,16 @@ def build_services(settings: Settings, *, pipeline: Pipeline | None = None, stor
     """
     pipeline = pipeline if pipeline is not None else build_pipeline(settings)
     store = store if store is not None else Store.from_settings(settings)
+    offices = Directory(store.engine)
     return Services(
         settings=settings,
         pipeline=pipeline,
         store=store,
-        conversation=ConversationService(pipeline, store, settings.context_turns),
+        conversation=ConversationService(pipeline, store, settings.context_turns, office_pointer=offices.pointer),
         rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
         backoffice=build_backoffice(settings, pipeline, store) if backoffice else None,
         translations=TranslationStore.under(settings.corpus_dir, settings.data_dir) if backoffice else None,
         voice=VoiceService.from_settings(settings),  # cheap: no model is loaded here
+        cases=Cases(store.engine, settings.case_retention_days),
+        offices=offices,
     )

@@ -158,6 +158,19 @@ class Settings(BaseSettings):
         365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge)."
     )
 
+    # URP cases (issue 15): a citizen's request for a person, and the operator's reply by e-mail
+    case_retention_days: int = Field(
+        365, ge=1, le=3650,
+        description="A case keeps the citizen's e-mail address / Telegram chat this long (told when consenting).",
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for replies to citizens; unset = e-mail off.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS).")
+    smtp_user: str | None = Field(None, description="SMTP login (none: no authentication).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (secret; masked by `sibyl config`).")
+    smtp_from: str = Field("urp@comune.lecce.it", description="From address of the replies.")
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_timeout: float = Field(20.0, gt=0, le=300, description="Seconds for the SMTP conversation.")
+
     # Telegram bot (issue 4); the token and URLs use Telegram's usual names, without the SIBYL_ prefix
     telegram_bot_token: SecretStr | None = Field(
         None,

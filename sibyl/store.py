@@ -219,9 +219,11 @@ class Store:
         Operator audit rows past their own retention and stale login-state rows (which hold client
         addresses, also of unknown names) go in the same run, so one timer in the API purges everything."""
         from sibyl.backoffice import accounts  # the back office builds on this module
+        from sibyl.backoffice.cases import Cases
 
         now = now or utcnow()
         accounts.purge(self.engine, now - self.audit_retention, now - self.login_state_ttl)
+        Cases(self.engine).purge_contacts(now)  # a case's e-mail / chat id past SIBYL_CASE_RETENTION_DAYS
         cutoff = now - self.retention
         with self.Session() as db:
             old = select(Message.id).where(Message.created_at < cutoff)

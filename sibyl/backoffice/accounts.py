@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[a-zA-Z0-9._-]{2,64}$")
 MIN_PASSWORD = 8
+ROLES = ("operator", "admin")
 
 
 class Operator(Base):
@@ -43,6 +44,8 @@ class Operator(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # 'operator' (cases, drafts, FAQs) or 'admin' (also documents, re-index, accounts, directory): issue 15.
+    role: Mapped[str] = mapped_column(String(16), default="operator", server_default="operator")
 
 
 class LoginState(Base):
@@ -126,7 +129,11 @@ class Operators:
             return self.hasher.hash(password)
 
     # --- accounts --------------------------------------------------------------------------
-    def add(self, username: str, password: str, replace: bool = False) -> None:
+    def add(self, username: str, password: str, replace: bool = False, role: str | None = None) -> None:
+        """`role`: 'operator' or 'admin'; None keeps an existing account's role, and makes the first
+        account an admin (someone must manage documents and accounts) and later ones operators."""
+        if role is not None and role not in ROLES:
+            raise OperatorError(f"role: one of {', '.join(ROLES)}")
         if not USERNAME.match(username or ""):
             raise OperatorError("username: 2-64 letters, digits, '.', '_' or '-'")
         if len(password or "") < MIN_PASSWORD:
@@ -136,13 +143,26 @@ class Operators:
             if existing is not None and not replace:
                 raise OperatorError(f"operator {username!r} already exists")
             if existing is None:
-                db.add(Operator(username=username, password_hash=self._hash(password)))
+                first = db.scalars(select(Operator.username).limit(1)).first() is None
+                db.add(Operator(username=username, password_hash=self._hash(password),
+                                role=role or ("admin" if first else "operator")))
             else:
                 existing.password_hash = self._hash(password)
                 existing.active = True
+                existing.role = role or existing.role
                 db.execute(delete(OperatorSession).where(OperatorSession.username == username))
             db.execute(delete(LoginState).where(LoginState.username == username))
             db.commit()
+
+    def role(self, username: str) -> str | None:
+        """The account's role ('operator' / 'admin'), None for an unknown name."""
+        with self.Session() as db:
+            account = db.get(Operator, username)
+            return account.role if account is not None else None
+
+    def roles(self) -> dict[str, str]:
+        with self.Session() as db:
+            return {name: role for name, role in db.execute(select(Operator.username, Operator.role)).all()}
 
     def usernames(self) -> list[str]:
         with self.Session() as db:
