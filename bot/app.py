@@ -16,8 +16,9 @@ from telegram import Bot, BotCommand, BotCommandScopeDefault, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot import logs, texts
+from bot.callbacks import Handoff
 from bot.context import BotApplication, BotServices, context_types
-from bot.handlers import callbacks, commands, errors, messages, voice
+from bot.handlers import callbacks, commands, errors, handoff, messages, voice
 from bot.net import ResilientRateLimiter, UpdatesRequest
 from sibyl.conversation import ConversationService
 from sibyl.observability import telegram_update_processor
@@ -94,6 +95,7 @@ def register_handlers(application: BotApplication) -> None:
     application.add_handler(CommandHandler(list(commands.LANGUAGE_COMMANDS), commands.language_command,
                                            filters=new_messages))
     application.add_handler(CommandHandler("urp", commands.urp, filters=new_messages))
+    application.add_handler(CommandHandler(list(handoff.COMMANDS), handoff.person_command, filters=new_messages))
     application.add_handler(CommandHandler(list(voice.SPOKEN_COMMANDS), voice.spoken_command, filters=new_messages))
     application.add_handler(MessageHandler(new_messages & filters.COMMAND, commands.unknown_command))
     application.add_handler(MessageHandler(new_messages & filters.TEXT, messages.on_text))
@@ -101,6 +103,7 @@ def register_handlers(application: BotApplication) -> None:
     application.add_handler(MessageHandler(new_messages & messages.MEDIA, messages.unsupported))
     for kind, handler in callbacks.BY_BUTTON:
         application.add_handler(CallbackQueryHandler(handler, pattern=callbacks.pattern(kind)))
+    application.add_handler(CallbackQueryHandler(handoff.on_button, pattern=callbacks.pattern(Handoff)))
     application.add_handler(CallbackQueryHandler(callbacks.refuse))
     application.add_error_handler(errors.on_error)
 

@@ -6,7 +6,8 @@ suggested question, its position. The answer itself is read back from the store 
 to the chat) by bot/handlers/callbacks.py.
 
 Wire format (unchanged since the first release, so keyboards already in chats keep working):
-``src:<message id>``, ``fb:+1:<message id>`` / ``fb:-1:<message id>``, ``sq:<index>:<message id>``.
+``src:<message id>``, ``fb:+1:<message id>`` / ``fb:-1:<message id>``, ``sq:<index>:<message id>``;
+``hp:a|y|n:<message id>`` (talk to a person: ask, yes, no; issue 15).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ MESSAGE_ID = re.compile(r"[0-9A-Za-z_-]{1,58}")  # the store's ids are uuid4 hex
 MAX_SUGGESTIONS = 100
 _PATTERN = re.compile(r"src:(?P<src>[^:]+)"
                       r"|fb:(?P<rating>[+-]1):(?P<fb>[^:]+)"
-                      r"|sq:(?P<index>0|[1-9][0-9]?):(?P<sq>[^:]+)")
+                      r"|sq:(?P<index>0|[1-9][0-9]?):(?P<sq>[^:]+)"
+                      r"|hp:(?P<step>[ayn]):(?P<hp>[^:]+)")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,15 @@ class AskSuggestion:
     index: int
 
 
-ButtonData = ShowSources | Vote | AskSuggestion
+@dataclass(frozen=True)
+class Handoff:
+    """🙋 Talk to a person (issue 15): `a` asks the citizen to confirm, `y` opens the case, `n` drops it."""
+
+    message_id: str
+    step: Literal["a", "y", "n"]
+
+
+ButtonData = ShowSources | Vote | AskSuggestion | Handoff
 
 
 def encode(data: ButtonData) -> str:
@@ -59,6 +69,10 @@ def encode(data: ButtonData) -> str:
         if data.rating not in (1, -1):
             raise ValueError(f"a vote is +1 or -1, not {data.rating!r}")
         raw = f"fb:{data.rating:+d}:{data.message_id}"
+    elif isinstance(data, Handoff):
+        if data.step not in ("a", "y", "n"):
+            raise ValueError(f"a handoff step is a, y or n, not {data.step!r}")
+        raw = f"hp:{data.step}:{data.message_id}"
     else:
         if not 0 <= data.index < MAX_SUGGESTIONS:
             raise ValueError(f"suggestion index out of range: {data.index!r}")
@@ -77,9 +91,11 @@ def decode(raw: object) -> ButtonData | None:
     if match is None:
         return None
     groups = match.groupdict()
-    message_id = groups["src"] or groups["fb"] or groups["sq"]
+    message_id = groups["src"] or groups["fb"] or groups["sq"] or groups["hp"]
     if not MESSAGE_ID.fullmatch(message_id):
         return None
+    if groups["hp"]:
+        return Handoff(message_id, groups["step"])
     if groups["src"]:
         return ShowSources(message_id)
     if groups["fb"]:

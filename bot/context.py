@@ -14,6 +14,7 @@ from typing import Any, cast
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
 from bot.prefs import ChatPreferences
+from sibyl.backoffice.cases import Cases
 from sibyl.conversation import ConversationService
 from sibyl.ratelimit import Notices, RateLimiter
 from sibyl.settings import Settings
@@ -54,12 +55,14 @@ class BotServices:
     # One answer at a time per chat, in arrival order (follow-ups and /lingua depend on it).
     locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     voice: VoiceService | None = None  # speech in and out (issue 16), built on first use
+    cases: Cases | None = None  # "talk to a person" opens a URP case (issue 15)
 
     @classmethod
     def create(cls, settings: Settings, conversation: ConversationService) -> BotServices:
         """From an already-built conversation service (the composition root's), plus the bot's own parts."""
         return cls(conversation, settings, ChatPreferences(conversation.store),
-                   ChatLimiter(settings.telegram_rate_limit))
+                   ChatLimiter(settings.telegram_rate_limit),
+                   cases=Cases(conversation.store.engine, settings.case_retention_days))
 
     @property
     def store(self) -> Store:

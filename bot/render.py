@@ -15,7 +15,7 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import callbacks, texts
-from bot.callbacks import AskSuggestion, ShowSources, Vote
+from bot.callbacks import AskSuggestion, Handoff, ShowSources, Vote
 
 MAX_MESSAGE = 4096
 _CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -86,6 +86,10 @@ def answer_keyboard(payload: Mapping[str, Any], feedback: bool = True) -> Inline
     rows = [first] if first else []
     rows += [[InlineKeyboardButton(s, callback_data=callbacks.encode(AskSuggestion(mid, i)))]
              for i, s in enumerate(payload.get("suggestions") or [])]
+    if payload.get("answered") is False and payload.get("intent") in ("question", "abstain"):
+        # A decline offers a person at the URP (issue 15); after any answer /persona does the same.
+        rows.append([InlineKeyboardButton(texts.text(lang, "handoff_button"),
+                                          callback_data=callbacks.encode(Handoff(mid, "a")))])
     return InlineKeyboardMarkup(rows)
 
 
