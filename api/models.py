@@ -22,6 +22,8 @@ class ChatRequest(Strict):
     message: StrictStr = Field(max_length=MAX_BODY_CHARS, examples=["Cosa fa il Comune per la mobilità?"])
     session_id: SessionId | None = Field(None, description="Omit to start a new conversation.")
     language: Language | None = Field(None, description="Answer language; default: detected from the message.")
+    language_hint: Language | None = Field(None, description="The client's interface language: the answer's "
+                                           "language when the message is too short to tell (a name alone).")
 
 
 class SearchFilters(Strict):

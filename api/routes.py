@@ -39,7 +39,7 @@ health = APIRouter(tags=["health"])
 async def chat(body: ChatRequest, services: ServicesDep) -> dict:
     """Answer a message in its conversation (a new one without session_id); follow-ups use the context."""
     reply = await services.run(services.conversation.reply, body.message, session_id=body.session_id,
-                               channel="web", language=body.language)
+                               channel="web", language=body.language, language_hint=body.language_hint)
     return reply.to_dict()
 
 

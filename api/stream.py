@@ -49,7 +49,8 @@ class ChatStream:
         async def work() -> None:
             try:
                 reply = await services.run(services.conversation.reply, body.message, session_id=body.session_id,
-                                           channel="web", language=body.language, on_token=on_token)
+                                           channel="web", language=body.language, on_token=on_token,
+                                           language_hint=body.language_hint)
             except Exception as exc:  # noqa: BLE001 - raised (before the first event) or reported (after)
                 self.items.put_nowait(exc)
             else:

@@ -59,12 +59,16 @@ class ConversationService:
 
     def reply(self, message: str, session_id: str | None = None, channel: str = "web",
               language: str | None = None, external_key: str | None = None,
-              on_token: Callable[[str], None] | None = None) -> Reply:
+              on_token: Callable[[str], None] | None = None, language_hint: str | None = None) -> Reply:
         """Answer a message in its conversation and persist both. Raises BadQuestion / UnknownSession.
 
         `on_token` (streaming channels) gets the model's text as it is written; the Reply is the checked answer.
+        `language_hint` is what the channel knows of the person's language (Telegram's language_code, the web
+        chat's interface language): used, before the session's earlier language, when the text alone is not
+        enough to tell ("cos'è City Lab?"); anything but it/en is ignored.
         """
         question = self.pipeline.clean_question(message)
+        hint = language_hint if language_hint in ("it", "en") else None
         opened = self.store.open_session(session_id, channel=channel, external_key=external_key, persist_new=False)
         session, new = opened.session, opened.new
         recent = [] if new else [m for m in self.store.recent_answers(session.id, self.context_turns)
@@ -72,13 +76,13 @@ class ConversationService:
         previous = [m.retrieval_query or m.text for m in recent]
         resolved = resolve(question, previous)
         if resolved.followup and self.pipeline.llm is not None:  # LLM mode: the model rewrites the follow-up
-            lang = self.pipeline.language_of(question, language or None, session.language)
+            lang = self.pipeline.language_of(question, language or None, hint or session.language)
             resolved.query = self.pipeline.condense(question, [("user", q) for q in previous], lang) or resolved.query
         # A follow-up answers its new focus: the previous answer's bullets are not repeated.
         shown = [line[2:] for line in recent[-1].text.split("\n") if line.startswith("- ")] \
             if resolved.followup and recent else None
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
-                                   retrieval_query=resolved.query, fallback_language=session.language,
+                                   retrieval_query=resolved.query, fallback_language=hint or session.language,
                                    previous_bullets=shown, on_token=on_token)
         if self.office_pointer is not None and not answer.answered and answer.intent in ("abstain", "question"):
             pointer = self.office_pointer(question, answer.language)

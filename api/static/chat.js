@@ -529,13 +529,14 @@
   }
 
   function ask(message, onProgress) {
-    var payload = { message: message };
+    // The interface language is only a hint: the message's own language wins when it can be told.
+    var payload = { message: message, language_hint: state.lang };
     if (state.sessionId) payload.session_id = state.sessionId;
     return transport.requestAnswer(payload, onProgress).catch(function (err) {
       if (err instanceof ApiError && err.code === "unknown_session" && state.sessionId) {
         state.sessionId = null; // expired: carry on in a new conversation
         addNote(t("session_expired"));
-        return transport.requestAnswer({ message: message }, onProgress);
+        return transport.requestAnswer({ message: message, language_hint: state.lang }, onProgress);
       }
       throw err;
     });

@@ -90,7 +90,8 @@ async def vote(update: Update, context: BotContext) -> None:
     rating = press.button.rating
     await asyncio.to_thread(context.bot_data.store.add_feedback, press.stored.session_id, press.stored.id, rating,
                             None, CHANNEL)
-    await press.query.answer(texts.text(press.language, "feedback_up" if rating > 0 else "feedback_down"))
+    voter = await ui_language(update, context)  # in a group, the one who pressed may not be the one who asked
+    await press.query.answer(texts.text(voter, "feedback_up" if rating > 0 else "feedback_down"))
     if press.message is not None and press.message.reply_markup:
         keep = [[b for b in row if not isinstance(callbacks.decode(b.callback_data), Vote)]
                 for row in press.message.reply_markup.inline_keyboard]

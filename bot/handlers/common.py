@@ -23,6 +23,14 @@ async def ui_language(update: Update, context: BotContext) -> str:
     return texts.pick_language(user.language_code if user else None)
 
 
+def language_hint(update: Update) -> str | None:
+    """The sender's Telegram language when it is one we answer in: the pipeline's fallback for a question too
+    short to tell ("cos'è City Lab?"), never an override."""
+    user = update.effective_user
+    base = (user.language_code or "").split("-")[0].lower() if user else ""
+    return base if base in texts.LANGUAGES else None
+
+
 async def send_text(context: BotContext | Bot, chat_id: int, body_html: str, *, reply_to: int | None = None,
                     reply_markup: InlineKeyboardMarkup | None = None) -> list[Message]:
     """Send HTML, split under Telegram's limit; the keyboard goes with the last part."""

@@ -13,7 +13,7 @@ from telegram.ext import filters
 
 from bot import render, texts
 from bot.context import CHANNEL, BotContext, chat_key
-from bot.handlers.common import send_plain, send_text, ui_language
+from bot.handlers.common import language_hint, send_plain, send_text, ui_language
 from retrieval.pipeline import BadQuestion
 
 log = logging.getLogger("sibyl.telegram")
@@ -74,7 +74,8 @@ async def answer_question(update: Update, context: BotContext, question: str, *,
         try:
             language = await asyncio.to_thread(services.prefs.language, key)
             payload = await asyncio.to_thread(services.conversation.reply, question, channel=CHANNEL,
-                                              language=language, external_key=key)
+                                              language=language, external_key=key,
+                                              language_hint=language_hint(update))
         except BadQuestion as exc:
             await send_text(context, chat_id, html.escape(str(exc)), reply_to=reply_to)
             return
