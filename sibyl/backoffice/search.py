@@ -7,12 +7,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, stemmer
 from retrieval.retriever import Filters
 from retrieval.text import fold
 
 WORD = re.compile(r"\w+", re.UNICODE)
 DEPTH = 2000  # at most this many candidates ranked before the post-filters (objective, % realised)
+# Relevance cut-off. Each passage gets the chat's own evidence score (share of the query's content words it
+# contains, plus e5 similarity above its calibrated floor; retrieval/evidence.py), read for that passage alone.
+# A passage below the chat's abstention threshold would not be enough for the chat to answer, so it is not
+# shown either; nor is one under half the best passage's score (a far weaker match than the top one).
+RELATIVE = 0.5
+HIGH, MEDIUM = 0.75, 0.5  # evidence at or above: "molto pertinente", "pertinente"; below: "poco pertinente"
 
 
 class BadFilter(ValueError):
@@ -105,10 +112,16 @@ class ConsoleHit:
     section: str
     text: str
     metadata: dict
+    relevance: float = 1.0  # the passage's own evidence score, 0..1
 
     @property
     def area(self) -> int | None:
         return self.metadata.get("area")
+
+    @property
+    def relevance_level(self) -> str:
+        """'high', 'medium' or 'low': the console shows a plain label, not the fused rank score."""
+        return "high" if self.relevance >= HIGH else "medium" if self.relevance >= MEDIUM else "low"
 
 
 @dataclass
@@ -117,6 +130,7 @@ class ConsoleResult:
     language: str
     hits: list[ConsoleHit] = field(default_factory=list)
     terms: set[str] = field(default_factory=set)
+    cut: int = 0  # passages left out as not relevant enough
 
 
 def query_stems(text: str) -> set[str]:
@@ -149,27 +163,34 @@ def console_search(pipeline, query: ConsoleQuery) -> ConsoleResult:
     depth = min(max(len(pipeline.index.records), query.k), DEPTH) if query.post_filtered() else query.k
     result = pipeline.search(query.q, k=depth, filters=query.filters)
     stems = query_stems(result.query)
-    hits: list[ConsoleHit] = []
-    for h in result.hits:
-        meta = h.record["metadata"]
-        if query.objective and not objectivematches(meta, query.objective):
-            continue
-        if query.realised_min is not None or query.realised_max is not None:
-            value = realised_value(meta)
-            if value is None:
-                continue
-            if query.realised_min is not None and value < query.realised_min:
-                continue
-            if query.realised_max is not None and value > query.realised_max:
-                continue
-        rec = h.record
-        hits.append(ConsoleHit(rec["id"], len(hits) + 1, h.score, rec["document"], rec["title"], rec["section"],
-                               rec["text"], meta))
-        if len(hits) >= query.k:
-            break
+    candidates = [h for h in result.hits if _passes(query, h.record["metadata"])]
+    relevance = _relevance(pipeline, result.query, result.language, candidates)
+    floor = max(pipeline.config.abstain_threshold, RELATIVE * max(relevance.values(), default=0.0))
+    kept = [h for h in candidates if relevance[h.id] >= floor][: query.k]
+    hits = [ConsoleHit(h.id, rank, h.score, h.record["document"], h.record["title"], h.record["section"],
+                       h.record["text"], h.record["metadata"], relevance[h.id]) for rank, h in enumerate(kept, 1)]
+    cut = sum(1 for h in candidates if relevance[h.id] < floor)
     if query.sort == "area":
         hits.sort(key=_area_key)
-    return ConsoleResult(query, result.language, hits, stems)
+    return ConsoleResult(query, result.language, hits, stems, cut)
+
+
+def _passes(query: ConsoleQuery, meta: dict) -> bool:
+    """The filters the index cannot apply: objective and % realised."""
+    if query.objective and not objectivematches(meta, query.objective):
+        return False
+    if query.realised_min is None and query.realised_max is None:
+        return True
+    value = realised_value(meta)
+    return (value is not None and (query.realised_min is None or value >= query.realised_min)
+            and (query.realised_max is None or value <= query.realised_max))
+
+
+def _relevance(pipeline, text: str, language: str, hits: list) -> dict[str, float]:
+    """Each hit's evidence score as if it were the only passage found (the chat's measure and scale;
+    about 0.1 ms a passage)."""
+    expansion = expand(text)
+    return {h.id: pipeline.scorer.score(text, [h.id], h.dense, expansion, [], language).score for h in hits}
 
 
 @dataclass
