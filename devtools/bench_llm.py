@@ -130,6 +130,7 @@ def run_bench_checks(settings: Settings, cases_file: Path | None = None, rounds:
     cold: list[float] = []
     warm: list[float] = []
     shown = kept = faithful = 0
+    embedded: list[int] = []
     for round_ in range(rounds):
         for case in cases:
             passages = [Passage(i, pid, records[pid]["text"], records[pid]["metadata"].get("language", "it"))
@@ -142,6 +143,7 @@ def run_bench_checks(settings: Settings, cases_file: Path | None = None, rounds:
             report = answerer.checker(case["lang"]).check(text.strip(), passages, case["question"])
             (cold if round_ == 0 else warm).append((time.perf_counter() - started) * 1000)
             if round_ == 0:
+                embedded.append(sum(1 for s in report.sentences if s.similarity is not None))
                 left = report.kept_text() if report.answers or report.points_to_urp else ""
                 for sentence, label in case["sentences"]:
                     shown += label == "bad" and sentence in left
@@ -149,12 +151,21 @@ def run_bench_checks(settings: Settings, cases_file: Path | None = None, rounds:
                     kept += label == "ok" and sentence in left
     warm = sorted(warm) or [0.0]
     cold = sorted(cold)
+    embedder = answerer.checker("it").embeddings
+    one = []
+    for i in range(10):  # the unit cost the check avoids: one sentence embedding, measured in the same run
+        started = time.perf_counter()
+        embedder.embed_documents([f"Nel {2020 + i} il Comune ha potenziato il servizio di trasporto pubblico locale."])
+        one.append((time.perf_counter() - started) * 1000)
     return "\n".join([
         f"support check over {len(cases)} labelled answers ({cases_file}), {rounds} passes",
         f"first pass (source lines analysed + embedded): p50 {statistics.median(cold):.1f} ms, "
         f"max {cold[-1]:.1f} ms per answer",
         f"cached passages: p50 {statistics.median(warm):.1f} ms, p95 {warm[int(0.95 * (len(warm) - 1))]:.1f} ms "
         f"per answer",
+        f"sentences needing an e5 embedding: {statistics.mean(embedded):.2f} per answer "
+        f"({embedded.count(0)}/{len(embedded)} answers none); one sentence embedding: p50 "
+        f"{statistics.median(one):.1f} ms",
         f"invented sentences shown: {shown}; faithful sentences kept: {kept}/{faithful} "
         f"({kept / max(1, faithful):.0%})",
     ])
