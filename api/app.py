@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors, handoff, middleware, routes, stream, voice, web
 from api import operator as operator_console
@@ -94,6 +95,9 @@ def create_app(settings: Settings | None = None, *,
     operator_console.install(app)  # URP operator console under /operatore
     for extend in extensions:
         extend(app)
+    # Pages, scripts and JSON gzipped for clients that accept it (chat.js 32 KB -> about 10 KB); Starlette leaves
+    # text/event-stream alone, so /api/chat/stream still sends each token as it is written.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_observability(app, settings)  # JSON request log lines + GET /metrics (sibyl.observability)
     middleware.install_proxy_headers(app, settings)  # outermost: everything after sees the real client
     return app

@@ -111,12 +111,12 @@ def test_chat_in_chromium(server, browser, tmp_path):
     d = browser
     d.get(server["url"] + "/")
     wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#log article.welcome")))
-    # Italian by default, strings from prompts/ui.it.toml, a labelled input and a live log.
+    # Italian by default, strings from prompts/ui.it.toml, a labelled input and a live announcer.
     ui_it = httpx.get(server["url"] + "/api/ui/it").json()
     assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "it"
     label = d.find_element(By.CSS_SELECTOR, "label[for=q]")
     assert label.text == ui_it["input_label"]
-    assert d.find_element(By.ID, "log").get_attribute("aria-live") == "polite"
+    assert d.find_element(By.ID, "announcer").get_attribute("aria-live") == "polite"  # a summary; the log is not live
 
     # Record whether the typing indicator showed while waiting.
     d.execute_script("""

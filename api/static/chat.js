@@ -141,7 +141,8 @@
     if (micButton) setMic(micButton.getAttribute("aria-pressed") === "true");
   }
 
-  function toggleLanguage() {
+  function toggleLanguage(event) {
+    if (event) event.preventDefault(); // without JavaScript the button reloads the page in the other language
     var next = state.lang === "it" ? "en" : "it";
     try { window.localStorage.setItem("sibyl.lang", next); } catch (e) { /* ignore */ }
     loadStrings(next).then(function () {
@@ -159,9 +160,9 @@
   function renderWelcome() {
     log.replaceChildren();
     var examples = el("div", { class: "chips", role: "group", "aria-label": t("welcome_examples") },
-      chip(t("example_1")), chip(t("example_2")));
+      chip(t("example_1"), state.lang), chip(t("example_2"), state.lang));
     addToLog(el("article", { class: "msg bot welcome" },
-      el("p", { class: "who", text: t("assistant") }),
+      el("p", { class: "who", "data-ui": "assistant", text: t("assistant") }),
       el("p", { text: t("welcome") }),
       el("p", { class: "chips-label", text: t("welcome_examples") }),
       examples));
@@ -169,22 +170,22 @@
 
   function addUserMessage(text) {
     return addToLog(el("article", { class: "msg user" },
-      el("p", { class: "who", text: t("you") }),
+      el("p", { class: "who", "data-ui": "you", text: t("you") }),
       el("p", { class: "text", text: text })));
   }
 
   function addTyping() {
-    return addToLog(el("div", { class: "msg bot typing" },
+    return addToLog(el("div", { class: "msg bot typing", lang: state.lang },
       el("span", { class: "dots", "aria-hidden": "true" }, el("span"), el("span"), el("span")),
       el("span", { class: "typing-label", text: t("typing") })));
   }
 
   function addError(text) {
-    return addToLog(el("div", { class: "msg error", role: "alert" }, el("p", { text: text })));
+    return addToLog(el("div", { class: "msg error", role: "alert", lang: state.lang }, el("p", { text: text })));
   }
 
   function addNote(text) {
-    return addToLog(el("p", { class: "note", text: text }));
+    return addToLog(el("p", { class: "note", lang: state.lang, text: text }));
   }
 
   function isNoAnswer(reply) {
@@ -244,7 +245,7 @@
   function citeButton(source, ctx, label, cls) {
     return el("button", {
       type: "button", class: cls, "data-n": source.n, "aria-expanded": "false", "aria-controls": ctx.panel.id,
-      "aria-label": t("open_source", { n: source.n, title: source.title }), text: label,
+      "aria-label": cls === "cite" ? label + " " + source.title : null, text: label,
       onclick: function (event) { togglePassage(ctx, source, event.currentTarget); },
     });
   }
@@ -277,12 +278,15 @@
     var headingId = ctx.panel.id + "-h";
     ctx.panel.setAttribute("aria-labelledby", headingId);
     ctx.panel.replaceChildren(
-      el("h3", { id: headingId, text: t("passage_heading", { n: source.n }) }),
+      el("h2", { id: headingId, lang: state.lang, text: t("passage_heading", { n: source.n }) }),
       el("dl", null,
-        el("dt", { text: t("passage_document") }), el("dd", { text: source.title }),
-        el("dt", { text: t("passage_section") }), el("dd", { text: source.section })),
-      el("blockquote", { class: "passage-text", "aria-label": t("passage_text") }, passageText(source)),
-      el("button", { type: "button", class: "close", text: t("close"),
+        el("dt", { "data-ui": "passage_document", text: t("passage_document") }),
+        el("dd", { lang: sourceLanguage(source), text: source.title }),
+        el("dt", { "data-ui": "passage_section", text: t("passage_section") }),
+        el("dd", { lang: sourceLanguage(source), text: source.section })),
+      el("blockquote", { class: "passage-text", lang: sourceLanguage(source), "aria-label": t("passage_text") },
+        passageText(source)),
+      el("button", { type: "button", class: "close", "data-ui": "close", text: t("close"),
         onclick: function () { closePassage(ctx, true); } }));
     ctx.panel.dataset.n = String(source.n);
     ctx.panel.hidden = false;
@@ -290,8 +294,13 @@
     ctx.panel.focus();
   }
 
-  function chip(text) {
-    return el("button", { type: "button", class: "chip", text: text,
+  /* The language a source is written in (the city's documents are Italian). */
+  function sourceLanguage(source) {
+    return source.language || (source.metadata && source.metadata.language) || "it";
+  }
+
+  function chip(text, lang) {
+    return el("button", { type: "button", class: "chip", lang: lang || null, text: text,
       onclick: function () { sendMessage(text); } });
   }
 
@@ -334,7 +343,7 @@
       b.addEventListener("click", function () { rate(spec[0], b); });
       buttons.push(b);
     });
-    return el("div", { class: "feedback", role: "group", "aria-label": t("feedback_question") },
+    return el("div", { class: "feedback", role: "group", "aria-label": t("feedback_question"), lang: state.lang },
       el("span", { class: "fb-question", text: t("feedback_question") }), buttons[0], buttons[1], status);
   }
 
@@ -350,32 +359,58 @@
     panel.addEventListener("keydown", function (event) {
       if (event.key === "Escape") closePassage(ctx, true);
     });
-    article.append(el("p", { class: "who", text: t("assistant") }));
+    article.append(el("p", { class: "who", "data-ui": "assistant", text: t("assistant") }));
     if (isNoAnswer(reply)) {
       var url = safeUrl(t("urp_url"));
-      article.append(el("div", { class: "notice" },
+      article.append(el("div", { class: "notice", lang: state.lang },
         el("p", { class: "notice-title", text: t("no_answer_title") }),
         url ? el("a", { href: url, target: "_blank", rel: "noopener", text: t("no_answer_contact") }) : null));
     }
-    if (reply.followup && reply.answered) article.append(el("p", { class: "note", text: t("followup_note") }));
+    if (reply.followup && reply.answered) {
+      article.append(el("p", { class: "note", "data-ui": "followup_note", text: t("followup_note") }));
+    }
     article.append(renderAnswer(reply.answer, ctx));
     var list = reply.sources || [];
     if (list.length) {
       var ol = el("ol", { class: "sources" });
       list.forEach(function (s) {
-        ol.append(el("li", null, citeButton(s, ctx, "[" + s.n + "] " + s.title + " › " + s.section, "source-link")));
+        var link = citeButton(s, ctx, "[" + s.n + "] " + s.title + " › " + s.section, "source-link");
+        link.setAttribute("lang", sourceLanguage(s));
+        ol.append(el("li", null, link));
       });
-      article.append(el("div", { class: "sources-box" }, el("h3", { text: t("sources") }), ol));
+      article.append(el("div", { class: "sources-box" }, el("h2", { "data-ui": "sources", text: t("sources") }), ol));
     }
     article.append(panel);
     if (reply.suggestions && reply.suggestions.length) {
-      var chips = el("div", { class: "chips", role: "group", "aria-label": t("suggestions") });
-      reply.suggestions.forEach(function (s) { chips.append(chip(s)); });
-      article.append(el("p", { class: "chips-label", text: t("suggestions") }), chips);
+      var chips = el("div", { class: "chips", role: "group", "aria-label": t("suggestions"), lang: state.lang });
+      reply.suggestions.forEach(function (s) { chips.append(chip(s, reply.language)); });
+      article.append(el("p", { class: "chips-label", "data-ui": "suggestions", text: t("suggestions") }), chips);
     }
     if (reply.message_id) article.append(renderListen(reply));
     if (reply.message_id && reply.session_id) article.append(renderFeedback(reply));
     return addToLog(article);
+  }
+
+  /* What a screen reader hears when an answer arrives: one short sentence, not the whole answer. */
+  function summaryOf(reply) {
+    var lead = (reply.structured && reply.structured.lead) || bodyLines(reply.answer)[0] || "";
+    lead = String(lead).replace(/\s*\[\d+\]/g, "").trim();
+    var sentence = lead.match(/^.*?[.!?](\s|$)/);
+    var text = sentence ? sentence[0].trim() : lead;
+    return text.length > 160 ? text.slice(0, 157).replace(/\s+\S*$/, "") + "…" : text;
+  }
+
+  function announce(reply) {
+    var announcer = document.getElementById("announcer");
+    if (!announcer) return;
+    var count = (reply.sources || []).length;
+    var prefix = isNoAnswer(reply) ? t("announce_no_answer")
+      : t(count ? "announce_answer" : "announce_answer_plain", { count: count });
+    announcer.replaceChildren();
+    window.setTimeout(function () { // a fresh text node, so the same summary twice is read twice
+      announcer.replaceChildren(el("span", { lang: state.lang, text: prefix }), " ",
+        el("span", { lang: reply.language || state.lang, text: summaryOf(reply) }));
+    }, 50);
   }
 
   // --- voice: "listen" on each answer, a microphone in the composer (issue 16) -------------------
@@ -393,7 +428,8 @@
 
   function renderListen(reply) {
     var status = el("span", { class: "listen-status", role: "status" });
-    var button = el("button", { type: "button", class: "listen", "aria-pressed": "false", text: t("listen") });
+    var button = el("button", { type: "button", class: "listen", "aria-pressed": "false", lang: state.lang,
+      text: t("listen") });
     button.addEventListener("click", function () {
       if (player.button === button) { stopPlayback(); return; }
       stopPlayback();
@@ -465,8 +501,9 @@
     return postVoice(blob, false).then(function (reply) {
       typing.remove();
       state.sessionId = reply.session_id || state.sessionId;
-      addUserMessage(reply.transcript).classList.add("voice");
-      addBotMessage(reply);
+      var said = addUserMessage(reply.transcript);
+      said.classList.add("voice");
+      showReply(reply, said);
     }, function (err) {
       typing.remove();
       var voiceRefusal = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429
@@ -521,6 +558,14 @@
   var MIC = "M12 14c1.66 0 2.99-1.34 2.99-3L15 5c0-1.66-1.34-3-3-3S9 3.34 9 5v6c0 1.66 1.34 3 3 3zm5.3-3c0 " +
     "3-2.54 5.1-5.3 5.1S6.7 14 6.7 11H5c0 3.41 2.72 6.23 6 6.72V21h2v-3.28c3.28-.48 6-3.3 6-6.72h-1.7z";
 
+  /* The answer goes in with the log no longer busy, and only a short summary is announced. */
+  function showReply(reply, asked) {
+    if (asked && reply.language) asked.querySelector(".text").setAttribute("lang", reply.language);
+    addBotMessage(reply);
+    setBusy(false);
+    announce(reply);
+  }
+
   // --- sending --------------------------------------------------------------------------------
   function setBusy(busy) {
     state.busy = busy;
@@ -552,7 +597,7 @@
     }
     state.started = true;
     setBusy(true);
-    addUserMessage(message);
+    var asked = addUserMessage(message);
     var typing = addTyping();
     var progress = function (partial) { // streamed model text (stream.js); the final reply replaces it
       typing.querySelector(".typing-label").textContent = partial;
@@ -560,7 +605,7 @@
     return ask(message, progress).then(function (reply) {
       state.sessionId = reply.session_id || state.sessionId;
       typing.remove();
-      addBotMessage(reply);
+      showReply(reply, asked);
     }, function (err) {
       typing.remove();
       addError(describeError(err));
@@ -574,7 +619,8 @@
     counter.textContent = input.value.length ? t("char_count", { count: input.value.length, max: MAX_CHARS }) : "";
   }
 
-  function newConversation() {
+  function newConversation(event) {
+    if (event) event.preventDefault();
     state.sessionId = null;
     state.started = false;
     renderWelcome();
@@ -608,7 +654,17 @@
     input.addEventListener("input", updateCounter);
     document.getElementById("lang-toggle").addEventListener("click", toggleLanguage);
     document.getElementById("new-chat").addEventListener("click", newConversation);
-    loadStrings(initialLanguage()).then(function () { setupMic(); renderWelcome(); }, function (err) {
+    var rendered = log.dataset.rendered === "answer";
+    if (rendered) {
+      state.started = true;
+      var kept = form.querySelector("input[name=session_id]");
+      if (kept) state.sessionId = kept.value || null;
+    }
+    form.querySelectorAll("input[type=hidden]").forEach(function (node) { node.remove(); });
+    var asked = new URLSearchParams(window.location.search).get("lang");
+    var first = rendered && LANGS.indexOf(document.documentElement.lang) >= 0 && LANGS.indexOf(asked) < 0
+      ? document.documentElement.lang : initialLanguage();
+    loadStrings(first).then(function () { setupMic(); if (!rendered) renderWelcome(); }, function (err) {
       addError(describeError(err));
     });
   }
