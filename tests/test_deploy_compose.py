@@ -168,7 +168,10 @@ def test_image_installs_only_declared_dependencies():
         assert package in deps
     scale = " ".join(project["optional-dependencies"]["scale"])
     assert "psycopg" in scale and "redis" in scale
-    assert re.search(r"\.get\(['\"]scale['\"], \[\]\)", (REPO / "Dockerfile").read_text(encoding="utf-8"))
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"\.get\(['\"]scale['\"], \[\]\)", dockerfile)
+    assert re.search(r"\.get\(['\"]voice['\"], \[\]\)", dockerfile), "voice notes need the voice extra"
+    assert "espeak-ng" in dockerfile, "spoken replies need the offline voices in the runtime image"
 
 
 def _compose_command() -> list[str] | None:
