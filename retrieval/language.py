@@ -14,11 +14,51 @@ _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
 _CODES = {Language.ITALIAN: "it", Language.ENGLISH: "en"}
 # No function word is longer (folding a 1000-letter "word" only costs time).
 _FUNCTION_WORD_CHARS = 12
+# A word ending in an accented vowel: Italian (città, è, perché, più), never English.
+_FINAL_ACCENT = re.compile(r"[àèéìòù](?!\w)")
 
 
 @lru_cache(maxsize=1)
 def _detector():
     return LanguageDetectorBuilder.from_languages(Language.ITALIAN, Language.ENGLISH).build()
+
+
+@lru_cache(maxsize=1)
+def _function_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(English-only, Italian-only) function words, folded: the sets are built once, not per question."""
+    from retrieval.lexical import STOPWORDS
+
+    return frozenset(STOPWORDS["en"] - STOPWORDS["it"]), frozenset(STOPWORDS["it"] - STOPWORDS["en"])
+
+
+def _quick_guess(head: str, words: list[str], it_hits: int, en_hits: int) -> str | None:
+    """The common case in microseconds, None when unsure (then lingua decides, ~1-10 ms).
+
+    Function words of one language only decide; a final accented vowel (città, è, perché) or lower-case
+    words ending in a/i/o back a single Italian one, words ending in a consonant a single English one.
+    Capitalised words (names, "Villa Comunale") never vote, so a name alone is left to the fallback.
+    """
+    if en_hits >= 2 and it_hits == 0:
+        return "en"
+    if it_hits >= 2 and en_hits == 0:
+        return "it"
+    if it_hits and en_hits:
+        return None
+    from retrieval.lexical import ALL_STOPWORDS
+
+    content = [w for w in words if w.islower() and len(w) >= 3 and w.isascii() and w not in ALL_STOPWORDS]
+    italian = sum(1 for w in content if w[-1] in "aio")
+    english = sum(1 for w in content if w[-1] not in "aeiou")
+    accent = _FINAL_ACCENT.search(head) is not None
+    if it_hits and en_hits == 0 and english == 0 and (accent or italian >= 2):
+        return "it"
+    if en_hits and it_hits == 0 and not accent and italian == 0 and english >= 2:
+        return "en"
+    if it_hits == en_hits == 0 and english == 0 and italian >= 2:
+        return "it"
+    if it_hits == en_hits == 0 and not accent and italian == 0 and english >= 3:
+        return "en"
+    return None
 
 
 def detect_language(text: str, fallback: str = "it", min_confidence: float = 0.75) -> str:
@@ -34,13 +74,13 @@ def detect_language(text: str, fallback: str = "it", min_confidence: float = 0.7
     # Comunale"): lingua weighs the proper nouns, the grammar words tell the asker's language.
     from retrieval.lexical import STOPWORDS
 
-    folded = [fold(w) for w in words if len(w) <= _FUNCTION_WORD_CHARS]
-    en_hits = sum(1 for w in folded if w in STOPWORDS["en"] and w not in STOPWORDS["it"])
-    it_hits = sum(1 for w in folded if w in STOPWORDS["it"] and w not in STOPWORDS["en"])
-    if en_hits >= 2 and it_hits == 0:
-        return "en"
-    if it_hits >= 2 and en_hits == 0:
-        return "it"
+    en_only, it_only = _function_words()
+    folded = [w.lower() if w.isascii() else fold(w) for w in words if len(w) <= _FUNCTION_WORD_CHARS]
+    en_hits = sum(1 for w in folded if w in en_only)
+    it_hits = sum(1 for w in folded if w in it_only)
+    quick = _quick_guess(text[:LANGUAGE_CHARS], words, it_hits, en_hits)
+    if quick:
+        return quick
     # Names ("City Lab", "City4Age") say nothing about the asker's language either: lingua reads the other
     # words, and a short question made of a function word and names is decided by that word alone.
     content = _without_names(found, words)
