@@ -2,12 +2,15 @@
 
 Starts `sibyl serve` in a subprocess (rate limit off, a throw-away conversation database, the
 configured index) unless --url names a running server, warms it up for a few seconds, then
-measures requests/s, p50/p95/p99 latency and errors.
+measures unique questions/s against the embedding limit of the same run, p50/p95/p99 latency against
+the queueing mean, errors, server CPU per answer and memory per worker; `--repeat-share` adds
+repeated questions (cache hits), reported apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -16,11 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from devtools.bench import DEFAULT_QUESTIONS, FALLBACK_QUESTIONS
+from devtools.bench import (
+    DEFAULT_QUESTIONS,
+    FALLBACK_QUESTIONS,
+    _pct,
+    embedding_limit,
+    embedding_ms,
+    unique_questions,
+)
 from sibyl.settings import PROJECT_ROOT, Settings
 
 WARMUP_SECONDS = 3.0
@@ -56,24 +68,22 @@ def wait_ready(url: str, proc: subprocess.Popen | None, log_path: Path | None = 
     raise RuntimeError(f"server not ready after {timeout} s")
 
 
-async def _load(url: str, questions: list[str], clients: int, seconds: float) -> tuple[list[float], dict, float]:
-    """Closed loop: each client sends its next question as soon as the previous answer arrives.
+async def _load(url: str, stream: Iterator[tuple[str, bool]], clients: int, seconds: float,
+                warmup: float = WARMUP_SECONDS, on_start: Callable[[], None] | None = None) -> Load:
+    """Closed loop: each client sends the stream's next question as soon as the previous answer arrives.
 
     aiohttp, not httpx, on the client side: it costs about a tenth of the CPU per request, and the
     client shares this machine's cores with the server it measures.
     """
     import aiohttp
 
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
+    load = Load()
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
-        async def client(i: int, until: float, record: bool) -> None:
-            n = i
+        async def client(until: float, record: bool) -> None:
             while time.monotonic() < until:
-                question = questions[n % len(questions)]
-                n += clients
+                question, repeat = next(stream)
                 started = time.perf_counter()
                 try:
                     async with http.post("/api/chat", json={"message": question}) as r:
@@ -84,28 +94,68 @@ async def _load(url: str, questions: list[str], clients: int, seconds: float) ->
                 if not record:
                     continue
                 if ok:
-                    latencies.append((time.perf_counter() - started) * 1000)
+                    (load.repeats if repeat else load.latencies).append((time.perf_counter() - started) * 1000)
                 else:
-                    errors[key] = errors.get(key, 0) + 1
+                    load.errors[key] = load.errors.get(key, 0) + 1
 
-        warm_until = time.monotonic() + WARMUP_SECONDS
-        await asyncio.gather(*(client(i, warm_until, False) for i in range(clients)))
+        if warmup:
+            warm_until = time.monotonic() + warmup
+            await asyncio.gather(*(client(warm_until, False) for _ in range(clients)))
+        if on_start is not None:
+            on_start()
         started = time.monotonic()
-        await asyncio.gather(*(client(i, started + seconds, True) for i in range(clients)))
-        elapsed = time.monotonic() - started
-    return latencies, errors, elapsed
+        await asyncio.gather(*(client(started + seconds, True) for _ in range(clients)))
+        load.elapsed = time.monotonic() - started
+    return load
 
 
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
+@dataclass
+class Load:
+    latencies: list[float] = field(default_factory=list)  # unique questions, ms
+    repeats: list[float] = field(default_factory=list)  # repeated questions (cache-hit traffic), ms
+    errors: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's workers), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads) so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def run_bench_api(settings: Settings, questions: Path | None = None, clients: int = 16, seconds: float = 30.0,
-                  workers: int | None = None, url: str | None = None, as_json: bool = False) -> str:
+                  workers: int | None = None, url: str | None = None, as_json: bool = False,
+                  repeat_share: float = 0.0, single_seconds: float = 5.0) -> str:
+    """Unique questions by default (citizens' questions vary; a cycle of 32 measures the cache), repeats
+    reported apart; server CPU per answer, memory per worker and the embedding limit of this run."""
     path = questions or (DEFAULT_QUESTIONS if DEFAULT_QUESTIONS.exists() else FALLBACK_QUESTIONS)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = [r["q"] for r in rows]
-    workers = workers or settings.api_workers
+    workers = workers or settings.serve_workers
     proc = None
     with tempfile.TemporaryDirectory(prefix="sibyl-bench-api-") as tmp:
         log_path = Path(tmp) / "server.log"
@@ -115,7 +165,14 @@ def run_bench_api(settings: Settings, questions: Path | None = None, clients: in
             proc = start_server(settings, port, workers, f"sqlite:///{Path(tmp) / 'bench.db'}", log_path)
         try:
             wait_ready(url, proc, log_path)
-            latencies, errors, elapsed = asyncio.run(_load(url, texts, clients, seconds))
+            stream = unique_questions(texts, repeat_share)
+            single = asyncio.run(_load(url, stream, 1, single_seconds)) if single_seconds else Load()
+            embed_ms = embedding_ms(texts)  # the server is idle now: the unit of the limit, this run
+            pids = process_tree(proc.pid) if proc is not None else []
+            cpu_at: list[float] = []
+            load = asyncio.run(_load(url, stream, clients, seconds, on_start=lambda: cpu_at.append(cpu_seconds(pids))))
+            server_cpu = cpu_seconds(pids) - cpu_at[0] if pids else None
+            memory = {pid: round(rss_mb(pid), 1) for pid in pids}
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode} during the run: "
                                    + log_path.read_text(errors="replace")[-3000:])
@@ -126,23 +183,57 @@ def run_bench_api(settings: Settings, questions: Path | None = None, clients: in
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    latencies.sort()
+    return report(load, single, embed_ms, server_cpu, memory, proc is not None, url=url, questions=str(path),
+                  clients=clients, workers=workers, repeat_share=repeat_share, as_json=as_json)
+
+
+def report(load: Load, single: Load, embed_ms: float, server_cpu: float | None, memory: dict[int, float],
+           started_server: bool, *, url: str, questions: str, clients: int, workers: int, repeat_share: float,
+           as_json: bool) -> str:
+    """The run's figures: throughput against the embedding limit, p95 against the queueing mean."""
+    latencies = sorted(load.latencies)
+    answered = len(load.latencies) + len(load.repeats)
+    rate = len(latencies) / load.elapsed if load.elapsed else 0.0
+    cores = os.cpu_count() or 1
+    limit = embedding_limit(embed_ms, cores)
+    queueing_ms = clients / rate * 1000 if rate else float("nan")
+    p95 = _pct(latencies, 0.95)
+    errors = sum(load.errors.values())
     numbers = {
-        "url": url, "questions": str(path), "clients": clients, "seconds": round(elapsed, 1),
-        "server_workers": workers if proc is not None else None, "cpus": os.cpu_count(),
-        "requests": len(latencies) + sum(errors.values()), "ok": len(latencies),
-        "errors": sum(errors.values()), "errors_by_kind": errors,
-        "requests_per_s": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        "url": url, "questions": questions, "clients": clients, "seconds": round(load.elapsed, 1),
+        "server_workers": workers if started_server else None, "cpus": cores,
+        "requests": answered + errors, "ok": answered, "errors": errors, "errors_by_kind": load.errors,
+        "unique_per_s": round(rate, 1),
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-        "p95_ms": round(_pct(latencies, 0.95), 1) if latencies else None,
+        "p95_ms": round(p95, 1) if latencies else None,
         "p99_ms": round(_pct(latencies, 0.99), 1) if latencies else None,
-        "target": {"p95_ms": 150, "errors": 0},
+        "queueing_mean_ms": round(queueing_ms, 1), "p95_over_queueing_mean": round(p95 / queueing_ms, 2),
+        "embedding_ms_one_core": round(embed_ms, 1), "embedding_limit_per_s": round(limit, 1),
+        "share_of_embedding_limit": round(rate / limit, 3),
+        "server_cpu_ms_per_answer": round(server_cpu * 1000 / answered, 1) if server_cpu and answered else None,
+        "worker_rss_mb": sorted(memory.values()),
+        "single_client_p50_ms": round(statistics.median(single.latencies), 1) if single.latencies else None,
+        "repeat_share": repeat_share, "repeats": len(load.repeats),
+        "repeat_per_s": round(len(load.repeats) / load.elapsed, 1) if load.elapsed else 0.0,
+        "repeat_p50_ms": round(statistics.median(load.repeats), 1) if load.repeats else None,
+        "target": {"share_of_embedding_limit": 0.8, "p95_over_queueing_mean": 1.5, "errors": 0,
+                   "single_client_p50_ms": 35},
     }
     if as_json:
         return json.dumps(numbers, indent=1)
-    return (f"POST /api/chat, {clients} clients, {numbers['seconds']} s, {numbers['server_workers']} server worker(s), "
-            f"{numbers['cpus']} CPUs\n"
-            f"requests/s: {numbers['requests_per_s']}  ({numbers['ok']} ok, {numbers['errors']} errors "
-            f"{errors or ''})\n"
-            f"latency: p50 {numbers['p50_ms']} ms, p95 {numbers['p95_ms']} ms, p99 {numbers['p99_ms']} ms "
-            f"(target p95 <= 150 ms, 0 errors)")
+    lines = [
+        f"POST /api/chat, {clients} clients, {numbers['seconds']} s, {numbers['server_workers']} server worker(s), "
+        f"{cores} CPUs, unique questions",
+        f"unique questions/s: {numbers['unique_per_s']}  ({numbers['ok']} ok, {errors} errors {load.errors or ''})",
+        f"embedding limit: {numbers['embedding_limit_per_s']}/s ({cores} x 1000 / "
+        f"{numbers['embedding_ms_one_core']} ms per query embedding on one core); "
+        f"reached {numbers['share_of_embedding_limit']:.0%} (target >= 80%)",
+        f"latency: p50 {numbers['p50_ms']} ms, p95 {numbers['p95_ms']} ms, p99 {numbers['p99_ms']} ms; "
+        f"queueing mean {numbers['queueing_mean_ms']} ms, p95 = {numbers['p95_over_queueing_mean']}x (target <= 1.5)",
+        f"server CPU per answer: {numbers['server_cpu_ms_per_answer']} ms; worker RSS: {numbers['worker_rss_mb']} MB",
+        f"single client: p50 {numbers['single_client_p50_ms']} ms (target <= 35 ms)",
+    ]
+    if load.repeats:
+        lines.append(f"cache-hit traffic (repeat share {repeat_share}): {numbers['repeat_per_s']}/s, "
+                     f"p50 {numbers['repeat_p50_ms']} ms")
+    return "\n".join(lines)

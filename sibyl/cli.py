@@ -219,7 +219,8 @@ def cmd_bench(args) -> int:
     if args.worst_case:
         print(bench.run_worst_case(settings, Path(args.file) if args.file else None, args.rounds, args.json))
         return 0
-    print(bench.run_bench(settings, Path(args.file) if args.file else None, args.json))
+    print(bench.run_bench(settings, Path(args.file) if args.file else None, args.json,
+                          repeat_share=args.repeat_share))
     return 0
 
 
@@ -300,7 +301,7 @@ def cmd_serve(args) -> int:
 
     settings = _settings(args)
     _ensure_index(settings)
-    workers = args.workers or settings.api_workers
+    workers = args.workers or settings.serve_workers
     print(f"sibyl: web chat on http://{args.host}:{args.port}/  (API docs: http://{args.host}:{args.port}/docs)",
           file=sys.stderr, flush=True)
     log_level = "info" if args.verbose else "warning"
@@ -317,6 +318,8 @@ def cmd_serve(args) -> int:
         engine.dispose()
         os.environ["SIBYL_DATA_DIR"] = str(settings.data_dir)
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
+        if not settings.embedding_threads:  # the workers share the cores: one embedding thread each
+            os.environ["SIBYL_EMBEDDING_THREADS"] = "1"
         uvicorn.run("sibyl.server:create_app", factory=True, host=args.host, port=args.port, workers=workers,
                     log_level=log_level, **server)
     return 0
@@ -336,11 +339,23 @@ def _server_options(settings) -> dict:
     return options
 
 
+def _share(text: str) -> float:
+    """A fraction in [0, 1) for --repeat-share (1 would repeat forever the first question)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("must be at least 0 and less than 1")
+    return value
+
+
 def cmd_bench_api(args) -> int:
     settings = _settings(args)
     run_bench_api = _devtool("bench_api").run_bench_api
     print(run_bench_api(settings, questions=Path(args.file) if args.file else None, clients=args.clients,
-                        seconds=args.seconds, workers=args.workers, url=args.url, as_json=args.json))
+                        seconds=args.seconds, workers=args.workers, url=args.url, as_json=args.json,
+                        repeat_share=args.repeat_share, single_seconds=args.single_seconds))
     return 0
 
 
@@ -488,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst-case", action="store_true",
                    help="instead: CPU per ask of the costliest long inputs as a ratio to normal questions")
     p.add_argument("--rounds", type=int, default=3, choices=range(1, 101), metavar="N")
+    p.add_argument("--repeat-share", type=_share, default=0.0, metavar="F",
+                   help="share of repeated questions (cache hits, reported apart); default 0: all unique")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-llm", help="benchmark LLM mode: latency, answers passing the checks, fallbacks, examples")
@@ -508,15 +525,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API and the web chat (builds the index on first start)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default SIBYL_API_WORKERS or 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default SIBYL_API_WORKERS, else one per core)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench-api", help="benchmark /api/chat: concurrent clients over loopback, req/s and p50/p95")
     p.add_argument("file", nargs="?", help="questions JSONL (default: ../shared/eval/questions.jsonl)")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--workers", type=int, default=None, help="server worker processes (default SIBYL_API_WORKERS)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="server worker processes (default SIBYL_API_WORKERS, else one per core)")
     p.add_argument("--url", help="benchmark a running server instead of starting one")
+    p.add_argument("--repeat-share", type=_share, default=0.0, metavar="F",
+                   help="share of repeated questions (cache hits, reported apart); default 0: all unique")
+    p.add_argument("--single-seconds", type=float, default=5.0,
+                   help="seconds of one client first, for the single-question latency (0 = skip)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_api)
 

