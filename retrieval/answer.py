@@ -170,6 +170,7 @@ class _Draft:
     years: list[int] = field(default_factory=list)
     realised: float | None = None
     fact: object | None = None
+    parts: tuple[str, list[str]] | None = None  # a list's whole lead-in sentence and items, translated one by one
 
 
 _PARENTHESIS = re.compile(r"(.*\S) \(([^()]+)\)")
@@ -180,6 +181,32 @@ _PRINTED = re.compile(r"\d+(?:[.,]\d+)*")
 def _printed(text: str) -> list[str]:
     """Numbers as printed, the decimal/thousands mark made one: '83303' must not come back as '83,303'."""
     return sorted(n.replace(",", ".") for n in _PRINTED.findall(text))
+
+
+_NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
+MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
+
+
+def named_terms(question: str) -> list[frozenset[str]]:
+    """The names a question gives past its first word ("e.g. Torre Chianca", "the ZTL"), each as its
+    Italian stems without generic words: the asker's own example is the most specific thing asked."""
+    names = []
+    for m in _NAME_RUN.finditer(question):
+        run = m.group(0)
+        if not question[: m.start()].strip(" \t\n¿¡\"'“«("):  # the question's first word is capitalised anyway
+            run = run.split(None, 1)[1] if " " in run else ""
+        toks = [w for w in words(run) if w not in GENERIC and w not in ALL_STOPWORDS and len(w) > 1]
+        if toks:
+            names.append(frozenset(_stemmer("it").stemWords(toks)))
+    return names
+
+
+def names_line(text: str, names: list[frozenset[str]]) -> bool:
+    """True when the line contains every word of one of the question's names."""
+    if not names:
+        return False
+    toks = set(analyze(text, "it"))
+    return any(name <= toks for name in names)
 
 
 def english_of(text: str, translations: Translations, labels: dict[str, str] | None = None) -> str | None:
@@ -257,8 +284,9 @@ class Composer:
 
     # --- one clean bullet per passage ---------------------------------------------------------
     def _draft(self, question: str, rank: int, hit: Hit, stems: set[str], analysis: Analysis,
-               language: str) -> _Draft | None:
+               language: str, names: list[frozenset[str]] | None = None) -> _Draft | None:
         rec = hit.record
+        names = names or []
         facts = self.facts.of(rec["id"])
         plan = next((f for f in facts if isinstance(f, PlanObjective)), None)
         result = next((f for f in facts if isinstance(f, ResultObjective)), None)
@@ -278,6 +306,13 @@ class Composer:
             text = plan.text
             years = plan.period
             score = statement
+            named = [a for a in acts if names_line(a.text, names)][:MAX_NAMED]
+            if named:  # every activity naming what the question names, not the shortest on-topic one
+                joined = "; ".join(a.text for a in named)
+                score = max([score, *(self._score(a.text, "it", stems) for a in named)])
+                years = sorted({y for a in named for y in a.years}) or years
+                return _Draft(score, rank, f"{plan.text} – {prompts.text('it', 'activity')}: {joined}", hit,
+                              "planned", years, fact=plan)
             if best is not None:
                 act_score = self._score(best.text, "it", stems)
                 if act_score > 0 and not near_duplicate(content_words(best.text), content_words(plan.text)):
@@ -286,7 +321,8 @@ class Composer:
                     years = best.years or years
             return _Draft(score, rank, text, hit, "planned", years, fact=plan)
         if result is not None:
-            items = sorted(result.operational, key=lambda o: -self._score(o, "it", stems))[:2]
+            items = sorted(result.operational,
+                           key=lambda o: (not names_line(o, names), -self._score(o, "it", stems)))[:2]
             text = result.text
             extra = [o for o in items if not near_duplicate(content_words(o), content_words(text))]
             if extra:
@@ -322,8 +358,9 @@ class Composer:
             lst = lists[0]
             line = lst.intro
         if lst is not None:  # a list is never cut at its lead-in
-            line = f"{_short(line.split('. ')[-1], 220)}: {'; '.join(lst.items)}"
-            return _Draft(score + 0.5, rank, line, hit, fact=lst)
+            intro = line.split('. ')[-1]
+            line = f"{_short(intro, 220)}: {'; '.join(lst.items)}"
+            return _Draft(score + 0.5, rank, line, hit, fact=lst, parts=(intro, list(lst.items)))
         return _Draft(score, rank, strip_label(line), hit)
 
     def english(self, text: str) -> str | None:
@@ -334,8 +371,11 @@ class Composer:
 
     def _shown_as(self, draft: _Draft, key: frozenset[str], language: str) -> list[frozenset[str]]:
         """The words a previous answer showed this draft with: its own, and in English its translation."""
-        english = self.english(draft.text) if language == "en" else None
+        english = self._english_draft(draft) if language == "en" else None
         return [key, content_words(english)] if english else [key]
+
+    def _english_draft(self, draft: _Draft) -> str | None:
+        return self.english(draft.text) if draft.parts is None else self._english_list(*draft.parts)
 
     def _name(self, text: str, language: str) -> str:
         """A plan fact's name (area, objective, activity) in the answer's language where a translation exists."""
@@ -367,13 +407,20 @@ class Composer:
         body = draft.text
         original = None
         if language == "en" and line_language != "en" and not isinstance(draft.fact, AreaResult):
-            english = self.english(body)
+            english = self._english_draft(draft)
             if english is not None and english != body:
                 original = body
                 body = f"{english} ({prompts.text('en', 'translated_from_italian')})"
             elif not isinstance(draft.fact, list):
                 body = f"“{body}” ({prompts.text('en', 'original_wording')})"
         return (f"{head}: {body}" if head else body), original
+
+    def _english_list(self, intro: str, items: list[str]) -> str | None:
+        """A list bullet in English: its lead-in is cut after translating (a cut Italian sentence has none)."""
+        english = [self.english(t) for t in (intro, *items)]
+        if any(e is None for e in english):
+            return None
+        return f"{_short(cast(str, english[0]), 220)}: {'; '.join(cast(list[str], english[1:]))}"
 
     @staticmethod
     def _period(draft: _Draft) -> list[int]:
@@ -391,10 +438,14 @@ class Composer:
             stems = self._query_stems([question, *expand(question).terms]) or stems
         # A follow-up may reach past the first five passages for one its previous answer did not show.
         pool = hits if seen else hits[:MAX_SOURCES]
+        names = named_terms(question)
         drafts = [d for rank, hit in enumerate(pool)
-                  if (d := self._draft(question, rank, hit, stems, analysis, language)) is not None]
+                  if (d := self._draft(question, rank, hit, stems, analysis, language, names)) is not None]
         strongest = max((d.score for d in drafts[:MAX_SOURCES]), default=0.0)
-        drafts = [d for d in drafts if d.rank == 0 or d.score >= 0.35 * strongest]
+        # The top passage is kept for its rank alone only when its own words name something asked: one that came
+        # first by embedding similarity (an English twin of a general page) gives way to the passages that do.
+        drafts = [d for d in drafts if d.score >= 0.35 * strongest
+                  or (d.rank == 0 and self._score(d.text, d.hit.record.get("language", "it"), stems) > 0)]
         notes: list[str] = []
         lead, extra = self._lead(question, language, analysis, drafts[:MAX_SOURCES], notes)
         drafts = extra + drafts

@@ -132,3 +132,56 @@ def test_english_follow_up_does_not_repeat_translated_bullets(pipeline):
     assert first.answered and any(b.translated_from == "it" for b in first.bullets)
     again = pipeline.ask(question, previous_bullets=[b.text for b in first.bullets])
     assert not {b.text for b in again.bullets} & {b.text for b in first.bullets}, again.answer
+
+
+def test_a_name_the_question_gives_lists_every_activity_naming_it(pipeline):
+    # Three activities of one DUP objective name the Rauccio park; the shortest on-topic one alone is not the answer.
+    for question, language in (("What is planned for the Rauccio park?", "en"),
+                               ("Cosa è previsto per il parco di Rauccio?", "it")):
+        answer = pipeline.ask(question)
+        assert answer.answered and answer.language == language
+        bullet = next(b for b in answer.bullets if "obj-3-3" in answer.sources[b.source - 1].id)
+        italian = bullet.original if language == "en" else bullet.text
+        assert italian is not None and italian.count("Rauccio") == 3, bullet.text
+        assert bullet.text.count("Rauccio") == 3, bullet.text
+
+
+def test_a_list_bullet_is_translated_item_by_item(pipeline):
+    # The list's lead-in is cut after translating: a cut Italian sentence has no translation of its own.
+    answer = pipeline.ask("Which bodies signed the Lecce Smart City framework agreement?")
+    assert answer.answered and answer.language == "en"
+    listed = [b for b in answer.bullets if "University of Salento" in b.text]
+    assert listed and listed[0].translated_from == "it", answer.answer
+    assert "(original Italian wording)" not in answer.answer
+    assert italian_share(answer.answer) <= 0.2, answer.answer
+    # A follow-up knows the translated list was shown: it does not list it again.
+    again = pipeline.ask("Which bodies signed the Lecce Smart City framework agreement?",
+                         previous_bullets=[b.text for b in answer.bullets])
+    assert not [b for b in again.bullets if "University of Salento" in b.text], again.answer
+
+
+# A tourist's or a foreign resident's own questions (not from any evaluation set): answered, in English, citing
+# the document that holds the answer.
+FRESH = [
+    ("Is there a cycle path network in Lecce?", "relazione-performance-2023"),
+    ("Is there an urban mobility plan for the city?", "relazione-performance-2023"),
+    ("What is the city doing about parking and buses for commuters?", "dup-2025-2027-obiettivi-strategici"),
+    ("What is City Lab and who can take part?", "city-lab-area-vasta"),
+    ("Which towns are involved in the City Lab wide area?", "city-lab-area-vasta"),
+    ("What is City4Age about?", "lecce-city4age-municipality"),
+    ("Which departments of the municipality work on City4Age?", "lecce-city4age-municipality"),
+    ("What smart city projects does Lecce have?", "lecce-smart-city"),
+    ("How much money has gone into the Lecce Smart City projects?", "lecce-smart-city"),
+    ("What is planned for the Rauccio park?", "dup-2025-2027-obiettivi-strategici"),
+    ("What is being done for people with disabilities?", "dup-2025-2027-obiettivi-strategici"),
+    ("Does the city plan an AI chatbot for its services?", "dup-2025-2027-obiettivi-strategici"),
+]
+
+
+@pytest.mark.parametrize(("question", "document"), FRESH, ids=[q for q, _ in FRESH])
+def test_fresh_english_questions_get_english_answers(pipeline, question, document):
+    answer = pipeline.ask(question)
+    assert answer.answered and answer.language == "en", answer.answer
+    assert italian_share(answer.answer) <= 0.2, answer.answer
+    assert "(original Italian wording)" not in answer.answer
+    assert document in {answer.sources[b.source - 1].document for b in answer.bullets}, answer.answer
