@@ -7,7 +7,8 @@ to the chat) by bot/handlers/callbacks.py.
 
 Wire format (unchanged since the first release, so keyboards already in chats keep working):
 ``src:<message id>``, ``fb:+1:<message id>`` / ``fb:-1:<message id>``, ``sq:<index>:<message id>``;
-``hp:a|y|n:<message id>`` (talk to a person: ask, yes, no; issue 15).
+``hp:a|y|n:<message id>`` (talk to a person: ask, yes, no; issue 15); ``urp:<message id>`` (the URP's contacts
+under a decline; issue 17).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ MAX_SUGGESTIONS = 100
 _PATTERN = re.compile(r"src:(?P<src>[^:]+)"
                       r"|fb:(?P<rating>[+-]1):(?P<fb>[^:]+)"
                       r"|sq:(?P<index>0|[1-9][0-9]?):(?P<sq>[^:]+)"
-                      r"|hp:(?P<step>[ayn]):(?P<hp>[^:]+)")
+                      r"|hp:(?P<step>[ayn]):(?P<hp>[^:]+)"
+                      r"|urp:(?P<urp>[^:]+)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,14 @@ class Handoff:
     step: Literal["a", "y", "n"]
 
 
-ButtonData = ShowSources | Vote | AskSuggestion | Handoff
+@dataclass(frozen=True)
+class ShowUrp:
+    """🏛️ URP under a decline (issue 17): the URP's contacts, and the offer of a person (issue 15)."""
+
+    message_id: str
+
+
+ButtonData = ShowSources | Vote | AskSuggestion | Handoff | ShowUrp
 
 
 def encode(data: ButtonData) -> str:
@@ -73,6 +82,8 @@ def encode(data: ButtonData) -> str:
         if data.step not in ("a", "y", "n"):
             raise ValueError(f"a handoff step is a, y or n, not {data.step!r}")
         raw = f"hp:{data.step}:{data.message_id}"
+    elif isinstance(data, ShowUrp):
+        raw = f"urp:{data.message_id}"
     else:
         if not 0 <= data.index < MAX_SUGGESTIONS:
             raise ValueError(f"suggestion index out of range: {data.index!r}")
@@ -91,11 +102,13 @@ def decode(raw: object) -> ButtonData | None:
     if match is None:
         return None
     groups = match.groupdict()
-    message_id = groups["src"] or groups["fb"] or groups["sq"] or groups["hp"]
+    message_id = groups["src"] or groups["fb"] or groups["sq"] or groups["hp"] or groups["urp"]
     if not MESSAGE_ID.fullmatch(message_id):
         return None
     if groups["hp"]:
-        return Handoff(message_id, groups["step"])
+        return Handoff(message_id, "a" if groups["step"] == "a" else "y" if groups["step"] == "y" else "n")
+    if groups["urp"]:
+        return ShowUrp(message_id)
     if groups["src"]:
         return ShowSources(message_id)
     if groups["fb"]:

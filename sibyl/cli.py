@@ -442,7 +442,7 @@ def cmd_cases(args) -> int:
     try:
         upgrade(engine)
         cases = Cases(engine)
-        views = [view for case in cases.list(open_only=True) if (view := cases.get(case.id)) is not None]
+        views = [view for case in cases.find(open_only=True) if (view := cases.get(case.id)) is not None]
     finally:
         engine.dispose()
     if args.json:

@@ -164,7 +164,8 @@ def test_a_decline_names_the_office_whose_keywords_match(env):
     assert len(shipped) == 1 and shipped[0].url == "https://www.comune.lecce.it"  # the URP, nothing invented
     assert shipped[0].phone == shipped[0].email == shipped[0].hours == ""
     police = offices.save({"name_it": "Polizia Locale", "name_en": "Local Police",
-                           "keywords_it": "multe, contravvenzioni", "keywords_en": "fines, parking ticket", "phone": "0832 000000", "email": "",
+                           "keywords_it": "multe, contravvenzioni", "keywords_en": "fines, parking ticket",
+                           "phone": "0832 000000", "email": "",
                            "url": "https://www.comune.lecce.it/polizia-locale"})
     try:
         it = conversation(client, "Come posso pagare le MULTE prese in centro?")[0]
@@ -211,3 +212,24 @@ def test_cases_list_prints_open_cases_with_their_conversation(env):
                                                 "text": "Dove si rinnova la carta d'identità?"}
     text = subprocess.run([sys.executable, "-m", "sibyl", "cases", "list"], **run)
     assert text.returncode == 0 and number in text.stdout and "citizen: Dove si rinnova" in text.stdout
+
+
+@given(text=st.text(max_size=5000) | st.text(alphabet="x\x00 \n", min_size=3990, max_size=4010))
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_note_text_is_kept_or_refused_with_a_known_message(env, text):
+    """Notes, drafts and canned replies are free text: stored as typed (no NUL), or a CaseError whose key has
+    a message in both languages."""
+    from sibyl.backoffice.cases import CaseError
+
+    client, _ = env
+    cases = client.app.state.services.cases
+    case_id = cases.find()[0].id
+    try:
+        cases.add_note(case_id, "mario", text)
+    except CaseError as exc:
+        assert exc.status in (413, 422)
+        assert prompts.render("operator", "it", exc.key) and prompts.render("operator", "en", exc.key)
+    else:
+        assert cases.get(case_id).notes[-1].text == text.replace("\x00", "").strip()
+    cases.save_draft(case_id, "mario", "Oggetto\x00", text[:4000])
+    assert cases.get(case_id).case.draft == text[:4000].replace("\x00", "")

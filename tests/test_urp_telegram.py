@@ -80,10 +80,10 @@ def test_a_decline_offers_a_person_and_yes_opens_a_case(bot, peer):
     assert confirm.result["text"] == texts.text("it", "handoff_confirm", days=90)
     yes, no = keyboard(confirm)[0]
     assert (yes["text"], no["text"]) == (texts.text("it", "handoff_yes"), texts.text("it", "handoff_no"))
-    assert bot.cases.list() == []  # nothing is opened before the citizen confirms
+    assert bot.cases.find() == []  # nothing is opened before the citizen confirms
 
     done = press(peer, 501, anna, yes["callback_data"], confirm.result)[0]
-    cases = bot.cases.list()
+    cases = bot.cases.find()
     assert len(cases) == 1 and cases[0].telegram_chat == "501" and cases[0].channel == "telegram"
     assert done.result["text"] == texts.text("it", "handoff_done", number=cases[0].number)
     view = bot.cases.get(cases[0].id)
@@ -101,9 +101,9 @@ def test_person_command_after_an_answer_and_no_keeps_nothing(bot, peer):
     peer.push(message(502, "/person", tom))
     confirm = peer.wait_sent(mark, chat_id=502)[0]
     assert confirm.result["text"] == texts.text("en", "handoff_confirm", days=90)
-    before = len(bot.cases.list())
+    before = len(bot.cases.find())
     cancelled = press(peer, 502, tom, keyboard(confirm)[0][1]["callback_data"], confirm.result)[0]
-    assert cancelled.result["text"] == texts.text("en", "handoff_cancelled") and len(bot.cases.list()) == before
+    assert cancelled.result["text"] == texts.text("en", "handoff_cancelled") and len(bot.cases.find()) == before
 
 
 def test_person_command_without_a_question_and_forged_buttons(bot, peer):
@@ -112,10 +112,10 @@ def test_person_command_without_a_question_and_forged_buttons(bot, peer):
     peer.push(message(503, "/persona", eve))
     assert peer.wait_sent(mark, chat_id=503)[0].result["text"] == texts.text("it", "handoff_empty")
     # Another chat's answer id in a forged "yes": refused with the alert, no case.
-    anna_answer = bot.store.recent_answers(bot.cases.list()[0].session_id, 1)[0]
-    before = len(bot.cases.list())
+    anna_answer = bot.store.recent_answers(bot.cases.find()[0].session_id, 1)[0]
+    before = len(bot.cases.find())
     mark = peer.mark()
     peer.push(callback(503, eve, callbacks.encode(Handoff(anna_answer.id, "y")),
                        {"message_id": 1, "date": 0, "chat": {"id": 503, "type": "private"}, "text": "x"}))
     alert = peer.wait_sent(mark, method="answerCallbackQuery")[0]
-    assert alert.params.get("show_alert") in (True, "true") and len(bot.cases.list()) == before
+    assert alert.params.get("show_alert") in (True, "true") and len(bot.cases.find()) == before

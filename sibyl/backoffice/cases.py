@@ -147,6 +147,11 @@ class CaseView:
                              "by": r.username} for r in self.replies]}
 
 
+def clean(text: str | None) -> str:
+    """Free text as it may be stored anywhere: no NUL (PostgreSQL refuses it in text columns)."""
+    return (text or "").replace("\x00", "")
+
+
 def _thread(messages) -> list[CaseMessage]:
     """The session's messages as case lines: a question whose answer searched for something else (a
     resolved follow-up) carries the question before it."""
@@ -221,7 +226,7 @@ class Cases:
             return CaseView(case, rows(CaseMessage, CaseMessage.id), rows(CaseEvent, CaseEvent.id),
                             rows(CaseNote, CaseNote.id), rows(SentReply, SentReply.id))
 
-    def list(self, status: str | None = None, assignee: str | None = None, office_id: int | None = None,
+    def find(self, status: str | None = None, assignee: str | None = None, office_id: int | None = None,
              q: str | None = None, open_only: bool = False, limit: int = 500) -> list[Case]:
         with self.Session() as db:
             query = select(Case).order_by(Case.created_at.desc()).limit(limit)
@@ -229,6 +234,7 @@ class Cases:
                 query = query.where(Case.status == status)
             elif open_only:
                 query = query.where(Case.status.in_(OPEN))
+            assignee, q = clean(assignee) or None, clean(q) or None
             if assignee == "-":
                 query = query.where(Case.assignee.is_(None))
             elif assignee:
@@ -294,7 +300,7 @@ class Cases:
         return self._change(case_id, username, ip, apply)
 
     def add_note(self, case_id: int, username: str, text: str, ip: str | None = None) -> Case:
-        body = (text or "").strip()
+        body = clean(text).strip()
         if not body:
             raise CaseError("case_note_empty")
         if len(body) > MAX_NOTE:
@@ -307,6 +313,7 @@ class Cases:
         return self._change(case_id, username, ip, apply)
 
     def save_draft(self, case_id: int, username: str, subject: str, body: str, ip: str | None = None) -> Case:
+        subject, body = clean(subject), clean(body)
         if len(body or "") > MAX_DRAFT or len(subject or "") > MAX_SUBJECT:
             raise CaseError("case_draft_too_long", 413)
 
@@ -321,6 +328,8 @@ class Cases:
 
     def record_sent(self, case_id: int, username: str, channel: str, recipient: str, subject: str, body: str,
                     ip: str | None = None) -> Case:
+        subject, body = clean(subject), clean(body)
+
         def apply(db: Session, case: Case) -> None:
             db.add(SentReply(case_id=case.id, at=utcnow(), username=username[:64], channel=channel,
                              recipient=recipient, subject=subject[:300], body=body))
@@ -341,7 +350,7 @@ class Cases:
             return list(db.scalars(q).all())
 
     def add_canned(self, title: str, body: str, language: str, username: str, ip: str | None = None) -> CannedReply:
-        title, body = " ".join((title or "").split()), (body or "").strip()
+        title, body = " ".join(clean(title).split()), clean(body).strip()
         if not title or not body:
             raise CaseError("canned_empty")
         if len(title) > 200 or len(body) > MAX_NOTE:

@@ -86,8 +86,9 @@ class Directory:
 
     def save(self, values: dict[str, str], office_id: int | None = None) -> Office:
         """Add or change an entry; BadOffice('office_name_required' / 'office_field_too_long')."""
-        clean = {k: " ".join(str(values.get(k) or "").split()) if k not in ("keywords_it", "keywords_en")
-                 else str(values.get(k) or "").strip() for k in FIELDS}
+        raw = {k: str(values.get(k) or "").replace("\x00", "") for k in FIELDS}  # PostgreSQL refuses NUL
+        clean = {k: " ".join(raw[k].split()) if k not in ("keywords_it", "keywords_en") else raw[k].strip()
+                 for k in FIELDS}
         if not clean["name_it"] and not clean["name_en"]:
             raise BadOffice("office_name_required")
         if any(len(clean[k]) > LIMITS[k] for k in FIELDS):
