@@ -42,6 +42,8 @@ class Filters:
     document: str | None = None
     area: int | None = None
     year: int | None = None
+    # Passage ids never returned (operator-blocked passages; the app passes them in, retrieval stores nothing).
+    exclude: frozenset[str] = frozenset()
 
     def where(self) -> dict | None:
         clauses: list[dict[str, Any]] = []
@@ -57,6 +59,8 @@ class Filters:
 
     def matches(self, record: dict) -> bool:
         meta = record["metadata"]
+        if self.exclude and record["id"] in self.exclude:
+            return False
         if self.document and record["document"] != self.document:
             return False
         if self.area is not None and meta.get("area") != int(self.area):
@@ -116,7 +120,8 @@ class HybridRetriever:
                                             n_results=depth * 2 if self.index.lexical_en is not None else depth,
                                             where=filters.where(), include=["distances"])
         dense_ranked = [(cid, 1.0 - float(distance))
-                        for cid, distance in zip(found["ids"][0], found["distances"][0], strict=True)]
+                        for cid, distance in zip(found["ids"][0], found["distances"][0], strict=True)
+                        if _passage(cid) not in filters.exclude]
         dense_info = _best_ranks(dense_ranked, english, depth)
 
         tokens = analyze_query(" ".join([query, *expansion.terms]))

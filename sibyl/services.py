@@ -17,7 +17,7 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 
@@ -29,6 +29,7 @@ from sibyl import observability
 from sibyl.backoffice.accounts import Operators
 from sibyl.backoffice.cases import Cases
 from sibyl.backoffice.documents import DocumentManager
+from sibyl.backoffice.faq import VerifiedAnswers, VerifiedFirst
 from sibyl.backoffice.offices import Directory
 from sibyl.conversation import ConversationService
 from sibyl.ratelimit import RateLimiter
@@ -69,6 +70,7 @@ class Services:
     voice: VoiceService | None = None  # speech in and out (issue 16); the ASR model loads on first use
     cases: Cases | None = None  # citizens' requests for a person (issue 15): web handoff, Telegram, console
     offices: Directory | None = None  # the offices directory a decline names (issue 15)
+    faq: VerifiedAnswers | None = None  # the URP's verified answers and blocked passages (issue 15)
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=_cpu_slots)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -112,13 +114,18 @@ def build_services(settings: Settings, *, pipeline: Pipeline | None = None, stor
     """
     pipeline = pipeline if pipeline is not None else build_pipeline(settings)
     store = store if store is not None else Store.from_settings(settings)
+    # Verified answers are matched with the pipeline's own (cached) e5 query vectors; a test double has none.
+    embed = (lambda text: pipeline.retriever.embed_query(text)) if hasattr(pipeline, "retriever") else None
+    faq = VerifiedAnswers(store.engine, embed, settings.faq_match_threshold)
     offices = Directory(store.engine)
     return Services(
         settings=settings,
         pipeline=pipeline,
         store=store,
-        conversation=ConversationService(pipeline, store, settings.context_turns, office_pointer=offices.pointer),
+        conversation=ConversationService(cast(Pipeline, VerifiedFirst(pipeline, faq)), store,
+                                         settings.context_turns, office_pointer=offices.pointer),
         rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        faq=faq,
         backoffice=build_backoffice(settings, pipeline, store) if backoffice else None,
         translations=TranslationStore.under(settings.corpus_dir, settings.data_dir) if backoffice else None,
         voice=VoiceService.from_settings(settings),  # cheap: no model is loaded here

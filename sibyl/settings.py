@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         365, ge=1, description="Operator audit rows older than this are deleted (with the hourly message purge)."
     )
+    faq_match_threshold: float = Field(
+        0.88, ge=0.5, le=1.0,
+        description=(
+            "e5 similarity a question needs to one wording of an approved verified answer (URP FAQ) to be "
+            "served it (after the lexical guard); 1.0 = verified answers are never served."
+        ),
+    )
 
     # URP cases (issue 15): a citizen's request for a person, and the operator's reply by e-mail
     case_retention_days: int = Field(

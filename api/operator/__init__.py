@@ -21,6 +21,7 @@ from api.operator.deps import (
     language,
     render,
 )
+from api.operator.faq import router as faq_router
 from api.operator.present import t
 from api.operator.routes import router
 
@@ -94,6 +95,7 @@ class UploadLimit:
 def install(app: FastAPI) -> None:
     app.add_middleware(UploadLimit, path=f"{PREFIX}/documenti")
     app.include_router(router)
+    app.include_router(faq_router)  # verified answers and blocked passages (/operatore/faq)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="operator-static")
     # Starlette types handlers as taking a plain Exception, not the class they are registered for.
     app.add_exception_handler(NotLoggedIn, not_logged_in)  # type: ignore[arg-type]
