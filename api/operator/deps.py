@@ -36,6 +36,10 @@ SECURITY_HEADERS = {
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals.update(snippet=present.snippet, highlight=present.highlight)  # search results' Markup
+# Italian screens in Italian: audit actions and details as words, job outcomes, times in Europe/Rome.
+templates.env.globals.update(audit_action=present.audit_action, audit_actions=present.audit_actions,
+                             audit_detail=present.audit_detail, job_outcome=present.job_outcome, when=present.when)
+templates.env.filters["rome"] = present.when
 
 
 class NotLoggedIn(Exception):

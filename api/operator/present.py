@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from html import escape
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
@@ -109,7 +111,88 @@ def topics_svg(stats: TopicStats, title: str, week_label: str = "week", empty_la
     return "\n".join(out)
 
 
-# --- CSV ----------------------------------------------------------------------------------------------
+# --- readable reasons, audit rows, job outcomes -------------------------------------------------------
+def reason(lang: str, exc: Exception) -> str:
+    """A typed error's text in the console language (BadFilter, BadRange carry a `key`); else its message."""
+    key = getattr(exc, "key", "")
+    return t(lang, key) if key and key in strings(lang) else str(exc)
+
+
+range_reason = reason
+
+
+def age_labels(lang: str) -> list[str]:
+    return [t(lang, f"dash_age_{i}") for i in range(4)]
+
+
+def audit_action(lang: str, action: str) -> str:
+    """An audit action ('export_questions') as words ('Esportazione domande'); an unknown one as it is."""
+    return strings(lang).get(f"audit_action_{action}", action.replace("_", " "))
+
+
+def audit_actions(lang: str) -> list[tuple[str, str]]:
+    """(code, words) of every known audit action, for the log's filter menu."""
+    prefix = "audit_action_"
+    return sorted(((k[len(prefix):], v) for k, v in strings(lang).items() if k.startswith(prefix)),
+                  key=lambda kv: kv[1].lower())
+
+
+def _value(lang: str, value) -> str:
+    if isinstance(value, bool):
+        return t(lang, "export_yes") if value else t(lang, "export_no")
+    if isinstance(value, list):
+        return ", ".join(_value(lang, v) for v in value[:20]) + (" …" if len(value) > 20 else "")
+    if isinstance(value, dict):
+        return "; ".join(f"{_key(lang, k)} {_value(lang, v)}" for k, v in value.items())
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def _key(lang: str, key: str) -> str:
+    return strings(lang).get(f"audit_key_{key}", key.replace("_", " "))
+
+
+def audit_detail(lang: str, detail: dict | None) -> str:
+    """An audit row's details as one readable line ('pagina: Temi · dal: 2025-01-01'), not a raw dict."""
+    if not detail:
+        return ""
+    parts = []
+    for key, value in detail.items():
+        if key == "page":
+            value = strings(lang).get(f"audit_page_{value}", value)
+        parts.append(f"{_key(lang, key)}: {_value(lang, value)}")
+    return " · ".join(parts)
+
+
+def job_outcome(lang: str, job) -> str:
+    """An indexing job's result in the console language ('147 passaggi, 6 documenti')."""
+    chunks, documents = job.info.get("indexed_chunks"), job.info.get("indexed_documents")
+    if job.state == "done" and chunks is not None and documents is not None:
+        return t(lang, "job_done", message=t(lang, "job_counts", chunks=chunks, documents=documents))
+    if job.state == "done":
+        return t(lang, "job_done", message=job.message)
+    return t(lang, "job_failed", message=job.message)
+
+
+# --- times ---------------------------------------------------------------------------------------------
+ROME = ZoneInfo("Europe/Rome")
+
+
+def local(value: datetime | None) -> datetime | None:
+    """A stored time (naive UTC, sibyl.db.utcnow) as Rome's wall clock: operators read local time."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(ROME)
+
+
+def when(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """Rome time for a page ('' for none); the console's one date format."""
+    shown = local(value)
+    return shown.strftime(fmt) if shown else ""
+
+
+# --- exports: CSV for Italian Excel, XLSX -------------------------------------------------------------
 def _cell(value) -> str:
     """Spreadsheet-safe: a cell starting with = + - @ would run as a formula in Excel/LibreOffice."""
     if isinstance(value, (int, float)):
@@ -119,27 +202,71 @@ def _cell(value) -> str:
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
+    """Semicolon-separated with a UTF-8 BOM: what Italian Excel opens as columns, accents intact."""
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csv.writer(buf, delimiter=";")
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(v) for v in row])
-    return "\ufeff" + buf.getvalue()  # BOM: Excel opens UTF-8 (accents) correctly
+    return "\ufeff" + buf.getvalue()
 
 
-def questions_csv(rows: list[QuestionRow], classifier: AreaClassifier | None = None) -> str:
+def xlsx(header: list[str], rows: list[list], sheet: str) -> bytes:
+    """The same table as an Excel workbook (openpyxl): numbers stay numbers, text cells never run as formulas."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    ws = book.active
+    ws.title = sheet[:31]
+    ws.append(header)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        ws.append([v if isinstance(v, (int, float)) and not isinstance(v, bool) else _cell(v) for v in row])
+    ws.freeze_panes = "A2"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _yes_no(lang: str, value: bool | None) -> str:
+    return t(lang, "export_yes") if value else t(lang, "export_no")
+
+
+def questions_table(rows: list[QuestionRow], classifier: AreaClassifier | None = None,
+                    lang: str = "it") -> tuple[list[str], list[list]]:
+    """Header and rows of the questions export: Rome times, the console's words for channel and outcome."""
     out = []
     for r in rows:
         area = classifier.area(r) if classifier else r.area
-        out.append([r.created_at.isoformat(timespec="seconds"), r.channel, r.language or "", r.question,
-                    "yes" if r.answered else "no", r.intent or "", "" if area is None else area,
-                    "; ".join(f"[{s.get('n')}] {s.get('document')} {s.get('section', '')}".strip() for s in r.sources)])
-    return _csv(["date", "channel", "language", "question", "answered", "intent", "dup_area", "sources"], out)
+        area_name = classifier.names.get(area, "") if classifier and area is not None else ""
+        out.append([when(r.created_at, "%d/%m/%Y %H:%M:%S"), channel_name(lang, r.channel), r.language or "",
+                    r.question, _yes_no(lang, r.answered), "" if area is None else area, area_name,
+                    "; ".join(f"[{s.get('n')}] {s.get('document')} {s.get('section', '')}".strip()
+                              for s in r.sources)])
+    keys = ["date", "channel", "language", "question", "answered", "area", "area_name", "sources"]
+    return [t(lang, f"export_col_{k}") for k in keys], out
 
 
-def feedback_csv(items: list[FeedbackItem]) -> str:
-    out = [[f.created_at.isoformat(timespec="seconds"), f.channel, f.rating, f.comment or "", f.question, f.answer,
-            "; ".join(f"[{s.get('n')}] {s.get('document')}" for s in f.sources), "yes" if f.reviewed else "no",
-            f.reviewed_by or ""] for f in items]
-    header = ["date", "channel", "rating", "comment", "question", "answer", "sources", "reviewed", "reviewed_by"]
-    return _csv(header, out)
+def feedback_table(items: list[FeedbackItem], lang: str = "it") -> tuple[list[str], list[list]]:
+    out = [[when(f.created_at, "%d/%m/%Y %H:%M:%S"), channel_name(lang, f.channel),
+            t(lang, "export_rating_up") if f.rating > 0 else t(lang, "export_rating_down"), f.comment or "",
+            f.question, f.answer, "; ".join(f"[{s.get('n')}] {s.get('document')}" for s in f.sources),
+            _yes_no(lang, f.reviewed), f.reviewed_by or ""] for f in items]
+    keys = ["date", "channel", "rating", "comment", "question", "answer", "sources", "reviewed", "reviewed_by"]
+    return [t(lang, f"export_col_{k}") for k in keys], out
+
+
+def channel_name(lang: str, channel: str | None) -> str:
+    """'web' / 'telegram' as the console says them; an unknown channel as it is."""
+    names = strings(lang)
+    return names.get(f"channel_{channel}", channel or "")
+
+
+def questions_csv(rows: list[QuestionRow], classifier: AreaClassifier | None = None, lang: str = "it") -> str:
+    return _csv(*questions_table(rows, classifier, lang))
+
+
+def feedback_csv(items: list[FeedbackItem], lang: str = "it") -> str:
+    return _csv(*feedback_table(items, lang))

@@ -132,7 +132,7 @@ def search_page(request: Request, console: ConsoleDep, operator: OperatorDep, q:
         query = ConsoleQuery.parse(q, document, area, objective, year, realised_min, realised_max, sort)
         context["result"] = console_search(pipeline, query)
     except BadFilter as exc:
-        context["error"] = t(lang, "bad_filter", reason=str(exc))
+        context["error"] = t(lang, "bad_filter", reason=present.reason(lang, exc))
         return render(request, "search.html", context, 422)
     except BadQuestion as exc:
         context["error"] = str(exc)
@@ -159,7 +159,9 @@ def draft_page(request: Request, console: ConsoleDep, operator: OperatorDep, q: 
     context: dict[str, Any] = {"q": q, "lingua": lingua, "draft": None, "error": None}
     if q.strip():
         try:
-            context["draft"] = draft_reply(console.services.pipeline, q, lingua)
+            context["draft"] = draft_reply(console.services.pipeline, q, lingua,
+                                           reports.feedback_items(console.services.store, rating=-1,
+                                                                  include_reviewed=True))
         except BadQuestion as exc:
             context["error"] = str(exc)
             return render(request, "draft.html", context, 422)
@@ -187,7 +189,7 @@ def _mark_handled(request: Request, console, operator, ids: list[str]):
     known = {m.id for m, _ in reports.abstentions(console.services.store)}
     ids = [i for i in ids if i in known]
     if not ids:
-        return JSONResponse({"detail": "no known unanswered question in the request", "code": "not_found"}, 404,
+        return JSONResponse({"detail": t(language(request), "unanswered_not_found"), "code": "not_found"}, 404,
                             headers=SECURITY_HEADERS)
     done = console.operators.mark_handled(ids, operator.username)
     _audit(console, request, operator, "unanswered_handled", message_ids=ids, count=done)
@@ -219,8 +221,8 @@ def topics_page(request: Request, console: ConsoleDep, operator: OperatorDep, da
     try:
         start, end = reports.parse_range(dal or None, al or None)
     except reports.BadRange as exc:
-        return render(request, "topics.html", {"error": t(lang, "bad_range", reason=str(exc)), "svg": None,
-                                               "dal": dal, "al": al, "stats": None}, 422)
+        error = t(lang, "bad_range", reason=present.reason(lang, exc))
+        return render(request, "topics.html", {"error": error, "svg": None, "dal": dal, "al": al, "stats": None}, 422)
     rows = reports.questions(console.services.store, start, end)
     _audit(console, request, operator, "view", page="topics", start=start, end=end)
     stats = reports.topic_stats(rows, console.classifier(), start, end, t(lang, "topics_unclassified"))
@@ -239,8 +241,9 @@ def _range_or_error(request: Request, dal: str, al: str):
     try:
         return reports.parse_range(dal or None, al or None)
     except reports.BadRange as exc:
-        return JSONResponse({"detail": t(language(request), "bad_range", reason=str(exc)), "code": "bad_range"}, 422,
-                            headers=SECURITY_HEADERS)
+        lang = language(request)
+        return JSONResponse({"detail": t(lang, "bad_range", reason=present.reason(lang, exc)), "code": "bad_range"},
+                            422, headers=SECURITY_HEADERS)
 
 
 @router.get("/esporta/domande.csv")
@@ -251,7 +254,8 @@ def export_questions(request: Request, console: ConsoleDep, operator: OperatorDe
     start, end = got
     rows = reports.questions(console.services.store, start, end)
     _audit(console, request, operator, "export_questions", start=start, end=end, rows=len(rows))
-    return _csv_response(present.questions_csv(rows, console.classifier()), f"sibyl-domande-{start}-{end}.csv")
+    return _csv_response(present.questions_csv(rows, console.classifier(), language(request)),
+                         f"sibyl-domande-{start}-{end}.csv")
 
 
 @router.get("/esporta/feedback.csv")
@@ -262,7 +266,7 @@ def export_feedback(request: Request, console: ConsoleDep, operator: OperatorDep
     start, end = got
     items = reports.feedback_in_range(console.services.store, start, end)
     _audit(console, request, operator, "export_feedback", start=start, end=end, rows=len(items))
-    return _csv_response(present.feedback_csv(items), f"sibyl-feedback-{start}-{end}.csv")
+    return _csv_response(present.feedback_csv(items, language(request)), f"sibyl-feedback-{start}-{end}.csv")
 
 
 # --- documents ----------------------------------------------------------------------------------------
@@ -336,10 +340,11 @@ def remove_document(request: Request, doc_id: str, console: ConsoleDep, operator
 
 
 @router.get("/documenti/lavori/{job_id}")
-def job_status(job_id: int, console: ConsoleDep, operator: OperatorDep):
+def job_status(request: Request, job_id: int, console: ConsoleDep, operator: OperatorDep):
     job = console.documents.job(job_id) if _valid_id(job_id) else None
     if job is None:
-        return JSONResponse({"detail": "unknown job", "code": "not_found"}, 404, headers=SECURITY_HEADERS)
+        return JSONResponse({"detail": t(language(request), "job_not_found"), "code": "not_found"}, 404,
+                            headers=SECURITY_HEADERS)
     return JSONResponse(job.to_dict(), headers=SECURITY_HEADERS)
 
 

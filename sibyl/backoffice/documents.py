@@ -241,6 +241,7 @@ class DocumentManager:
             self.pipeline.reload()
             job.generation = result.generation
             job.state, job.message = "done", f"{result.chunks} chunks, {len(result.documents)} documents"
+            job.info.update(indexed_chunks=result.chunks, indexed_documents=len(result.documents))  # for the console
         except Exception as exc:
             log.exception("ingest job %s failed", job.id)
             if rollback is not None:

@@ -3,12 +3,15 @@ e-mail or PEC reply, in plain text and HTML. Wording comes from prompts/operator
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from html import escape
 from typing import Any
 
 import prompts
 from retrieval.answer import Answer, source_label
+from sibyl.backoffice.reports import signature, similar
+from sibyl.backoffice.search import HIGH, MEDIUM
 
 LANGUAGES = ("it", "en")
 
@@ -22,6 +25,37 @@ class Draft:
     text: str
     html: str
     sources: list[dict]
+    confidence: float | None = None  # the answer's evidence score (0..1): how well the sources cover the question
+    downvotes: list[Downvote] = field(default_factory=list)  # 👎 citizens gave answers to this question
+
+    @property
+    def confidence_pct(self) -> int | None:
+        return None if self.confidence is None else round(100 * self.confidence)
+
+    @property
+    def confidence_level(self) -> str | None:
+        """'high', 'medium' or 'low' on the console's relevance scale (sibyl/backoffice/search.py)."""
+        if self.confidence is None:
+            return None
+        return "high" if self.confidence >= HIGH else "medium" if self.confidence >= MEDIUM else "low"
+
+
+@dataclass
+class Downvote:
+    """A 👎 a citizen gave to an answer to the same (or a similarly worded) question."""
+
+    question: str
+    comment: str | None
+    at: datetime
+    reviewed: bool
+
+
+def downvotes_for(items: list, question: str) -> list[Downvote]:
+    """The 👎 feedback (sibyl.backoffice.reports.feedback_items) whose question is worded like this one
+    (the unanswered page's grouping: content-word stems), newest first."""
+    sig = signature(question)
+    return [Downvote(f.question, f.comment, f.created_at, f.reviewed) for f in items
+            if f.rating < 0 and f.question and similar(sig, signature(f.question))]
 
 
 def _body_lines(answer: Answer) -> tuple[str, list[str]]:
@@ -51,7 +85,7 @@ def compose_draft(answer: Answer, language: str) -> Draft:
         text = "\n\n".join([greeting, intro, closing, signature]) + "\n"
         html = "".join(f"<p>{escape(p)}</p>" for p in (greeting, intro, closing)) + \
             f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"
-        return Draft(question, lang, False, subject, text, html, [])
+        return Draft(question, lang, False, subject, text, html, [], _confidence(answer))
     lead, bullets = _body_lines(answer)
     intro = prompts.render("operator", lang, "draft_intro", question=question)
     sources: list[dict[str, Any]] = [
@@ -71,14 +105,22 @@ def compose_draft(answer: Answer, language: str) -> Draft:
     parts += [f'<li value="{src["n"]}">{escape(src["label"])}</li>' for src in sources]
     parts += ["</ol>", f"<p><em>{escape(s['draft_note'])}</em></p>", f"<p>{escape(closing)}</p>",
              f"<p>{escape(signature).replace(chr(10), '<br>')}</p>"]
-    return Draft(question, lang, True, subject, text, "\n".join(parts), sources)
+    return Draft(question, lang, True, subject, text, "\n".join(parts), sources, _confidence(answer))
 
 
-def draft_reply(pipeline, question: str, language: str = "it") -> Draft:
-    """Ask the pipeline in the reply's language and lay the grounded answer out as a letter.
+def _confidence(answer: Answer) -> float | None:
+    score = (answer.evidence or {}).get("score")
+    return None if score is None else float(score)
+
+
+def draft_reply(pipeline, question: str, language: str = "it", feedback: list | None = None) -> Draft:
+    """Ask the pipeline in the reply's language and lay the grounded answer out as a letter; `feedback`
+    (the 👎 items) marks a draft for a question citizens already judged badly answered.
     Raises BadQuestion for empty or too long input."""
     lang = language if language in LANGUAGES else "it"
-    return compose_draft(pipeline.ask(question, language=lang), lang)
+    draft = compose_draft(pipeline.ask(question, language=lang), lang)
+    draft.downvotes = downvotes_for(feedback or [], question)
+    return draft
 
 
 def _shorten(text: str, limit: int) -> str:

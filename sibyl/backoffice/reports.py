@@ -20,7 +20,12 @@ CONTAINED = 0.6  # share of the shorter wording's words found in the longer one
 
 
 class BadRange(ValueError):
-    """A date range that cannot be read; the message is safe to show."""
+    """A date range that cannot be read; `key` names its text in prompts/operator.*.toml (the message is
+    the English fallback, for logs)."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def parse_range(start: str | None, end: str | None, default_days: int = 28) -> tuple[date, date]:
@@ -29,11 +34,11 @@ def parse_range(start: str | None, end: str | None, default_days: int = 28) -> t
         end_d = date.fromisoformat(end) if end else utcnow().date()
         start_d = date.fromisoformat(start) if start else end_d - timedelta(days=default_days - 1)
     except ValueError:
-        raise BadRange("dates must be YYYY-MM-DD") from None
+        raise BadRange("dates must be YYYY-MM-DD", "reason_date_format") from None
     if start_d > end_d:
-        raise BadRange("the start date is after the end date")
+        raise BadRange("the start date is after the end date", "reason_date_order")
     if (end_d - start_d).days > 3660:
-        raise BadRange("the range is longer than ten years")
+        raise BadRange("the range is longer than ten years", "reason_date_span")
     return start_d, end_d
 
 
@@ -199,47 +204,45 @@ def questions(store: Store, start: date, end: date) -> list[QuestionRow]:
             for m, q in rows]
 
 
+# The performance report's areas said in the DUP's strategic areas (reviewed by hand against both documents'
+# area and objective titles): a question whose sources are in the report is counted with the DUP area it is about.
+REPORT_TO_DUP = {
+    "relazione-performance-2023": {1: 1, 2: 8, 3: 9, 4: 7, 5: 12, 6: 6, 7: 4, 8: 6, 9: 2, 10: 13},
+}
+
+
 class AreaClassifier:
-    """The DUP strategic area a question is about: the first DUP passage among its sources, or else the
-    nearest DUP passage that shares a content word with it; None when nothing in the DUP matches."""
+    """The DUP strategic area a question is about, read from the areas of the sources its answer cites (a
+    DUP passage's own area; a performance report passage's area through REPORT_TO_DUP): the area most of
+    them name, the first-cited one on a tie. None (not classified) when no cited source has an area; no
+    guess from the question's words ("PUMS" is mobility because its sources are, not because of a keyword)."""
 
     def __init__(self, pipeline) -> None:
-        from retrieval.retriever import Filters
-
         self.pipeline = pipeline
         docs = pipeline.index.manifest.get("documents", {})
         self.dup_docs = [d for d, info in docs.items() if info.get("parser") == "dup"]
-        self.filters = [Filters(document=d) for d in self.dup_docs]
         self.names: dict[int, str] = {}
         for rec in pipeline.index.records.values():
             meta = rec["metadata"]
             if rec["document"] in self.dup_docs and meta.get("area") is not None:
                 self.names.setdefault(int(meta["area"]), meta.get("area_name", ""))
-        self._cache: dict[str, int | None] = {}
+
+    def source_area(self, source_id: str) -> int | None:
+        rec = self.pipeline.index.records.get(source_id)
+        if not rec or rec["metadata"].get("area") is None:
+            return None
+        area = int(rec["metadata"]["area"])
+        if rec["document"] in self.dup_docs:
+            return area
+        return REPORT_TO_DUP.get(rec["document"], {}).get(area)
 
     def area(self, row: QuestionRow) -> int | None:
-        records = self.pipeline.index.records
+        votes: dict[int, int] = {}
         for source in row.sources:
-            rec = records.get(source.get("id", ""))
-            if rec and rec["document"] in self.dup_docs and rec["metadata"].get("area") is not None:
-                return int(rec["metadata"]["area"])
-        key = " ".join(row.question.lower().split())
-        if key not in self._cache:
-            self._cache[key] = self._nearest(row.question)
-        return self._cache[key]
-
-    def _nearest(self, question: str) -> int | None:
-        best = None
-        for filters in self.filters:
-            try:
-                hits = self.pipeline.retriever.search(question, k=1, filters=filters)
-            except Exception:  # a question the retriever cannot read is simply unclassified
-                return None
-            hit = hits[0] if hits else None
-            if (hit and hit.lexical > 0 and hit.record["metadata"].get("area") is not None
-                    and (best is None or hit.score > best.score)):
-                best = hit
-        return int(best.record["metadata"]["area"]) if best else None
+            area = self.source_area(str(source.get("id", "")))
+            if area is not None:
+                votes[area] = votes.get(area, 0) + 1  # dicts keep insertion order: first cited wins a tie
+        return max(votes, key=lambda a: votes[a]) if votes else None
 
 
 def week_start(d: date) -> date:
@@ -282,3 +285,63 @@ def topic_stats(rows: list[QuestionRow], classifier: AreaClassifier, start: date
 def feedback_in_range(store: Store, start: date, end: date) -> list[FeedbackItem]:
     lo, hi = _bounds(start, end)
     return feedback_items(store, rating=None, include_reviewed=True, start=lo, end=hi)
+
+
+# --- dashboard (/operatore/cruscotto) -------------------------------------------------------------
+AGE_BUCKETS = (1, 3, 7)  # days: open cases younger than 1 day, 1-3, 3-7, older than 7
+
+
+@dataclass
+class Dashboard:
+    start: date
+    end: date
+    questions: int
+    answered: int
+    thumbs_up: int
+    thumbs_down: int
+    per_area: dict[int | None, list[QuestionRow]]  # drill-down: the questions behind each area's count
+    unanswered: list[UnansweredGroup]  # most asked first
+    cases: dict[str, list[int]] | None = None  # open cases per status, per age bucket; None without cases
+
+    @property
+    def answered_pct(self) -> int | None:
+        return round(100 * self.answered / self.questions) if self.questions else None
+
+    @property
+    def satisfaction_pct(self) -> int | None:
+        rated = self.thumbs_up + self.thumbs_down
+        return round(100 * self.thumbs_up / rated) if rated else None
+
+
+def open_cases_by_age(engine, now: datetime | None = None) -> dict[str, list[int]] | None:
+    """Open cases per status, counted per age bucket (AGE_BUCKETS); None when the cases table is not there."""
+    try:
+        from sibyl.backoffice.cases import OPEN, Case
+    except ImportError:  # a build without URP cases
+        return None
+    now = now or utcnow()
+    out = {status: [0] * (len(AGE_BUCKETS) + 1) for status in OPEN}
+    with engine.connect() as conn:
+        rows = conn.execute(select(Case.status, Case.created_at).where(Case.status.in_(OPEN))).all()
+    for status, created in rows:
+        age = (now - created).total_seconds() / 86400
+        out[status][sum(1 for limit in AGE_BUCKETS if age >= limit)] += 1
+    return out
+
+
+def dashboard(store: Store, classifier: AreaClassifier, start: date, end: date,
+              handled: set[str] | None = None) -> Dashboard:
+    """The figures for one date range: share of questions answered, 👍/👎, questions per area with the rows
+    behind each count, and the unanswered groups not yet handled that were asked in the range."""
+    rows = questions(store, start, end)
+    per_area: dict[int | None, list[QuestionRow]] = {}
+    for row in rows:
+        row.area = classifier.area(row)
+        per_area.setdefault(row.area, []).append(row)
+    feedback = feedback_in_range(store, start, end)
+    lo, hi = _bounds(start, end)
+    groups = [g for g in unanswered_groups(store, handled) if lo <= g.last_at < hi]
+    return Dashboard(start, end, len(rows), sum(1 for r in rows if r.answered),
+                     sum(1 for f in feedback if f.rating > 0), sum(1 for f in feedback if f.rating < 0),
+                     dict(sorted(per_area.items(), key=lambda kv: (-len(kv[1]), kv[0] is None, kv[0] or 0))),
+                     groups, open_cases_by_age(store.engine))

@@ -23,7 +23,12 @@ HIGH, MEDIUM = 0.75, 0.5  # evidence at or above: "molto pertinente", "pertinent
 
 
 class BadFilter(ValueError):
-    """A filter value that cannot be read; the message is safe to show."""
+    """A filter value that cannot be read; `key` names its text in prompts/operator.*.toml (the message is
+    the English fallback, for logs)."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -49,23 +54,23 @@ class ConsoleQuery:
             try:
                 area_no = int(a_no)
             except ValueError:
-                raise BadFilter("area must be a number") from None
+                raise BadFilter("area must be a number", "reason_area_number") from None
             if a_doc:
                 if doc and doc != a_doc:
-                    raise BadFilter("the area belongs to another document")
+                    raise BadFilter("the area belongs to another document", "reason_area_document")
                 doc = a_doc
         objective_no = objective.strip() or None
         if objective_no and not re.fullmatch(r"\d+(\.\d+)*", objective_no):
-            raise BadFilter("objective must look like 4 or 4.2")
+            raise BadFilter("objective must look like 4 or 4.2", "reason_objective")
         try:
             year_no = int(year) if year.strip() else None
         except ValueError:
-            raise BadFilter("year must be a number") from None
+            raise BadFilter("year must be a number", "reason_year") from None
         lo, hi = _percent(realised_min), _percent(realised_max)
         if lo is not None and hi is not None and lo > hi:
-            raise BadFilter("the minimum % realised is above the maximum")
+            raise BadFilter("the minimum % realised is above the maximum", "reason_realised_order")
         if sort not in ("relevance", "area"):
-            raise BadFilter("sort must be 'relevance' or 'area'")
+            raise BadFilter("sort must be 'relevance' or 'area'", "reason_sort")
         return cls(q, doc, area_no, objective_no, year_no, lo, hi, sort, k)
 
     @property
@@ -83,9 +88,9 @@ def _percent(value: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise BadFilter("% realised must be a number between 0 and 100") from None
+        raise BadFilter("% realised must be a number between 0 and 100", "reason_realised") from None
     if not 0 <= number <= 100:
-        raise BadFilter("% realised must be a number between 0 and 100")
+        raise BadFilter("% realised must be a number between 0 and 100", "reason_realised")
     return number
 
 
