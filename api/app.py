@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
-from api import errors, handoff, middleware, routes, stream, voice, web
+from api import documents, errors, handoff, middleware, routes, stream, voice, web
 from api import operator as operator_console
 from api.operator.deps import Console
 from sibyl.observability import install_observability
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(handoff.router)  # POST /api/handoff: talk to a person (issue 15)
     voice.install(app)  # POST /api/voice, GET /api/tts (issue 16)
     web.mount(app)
+    app.include_router(documents.router)  # GET /documenti/<id>: the cited documents, public (issue 17)
     operator_console.install(app)  # URP operator console under /operatore
     for extend in extensions:
         extend(app)

@@ -55,9 +55,10 @@ async def search(body: SearchRequest, services: ServicesDep) -> dict:
 
 @api.post("/feedback", response_model=FeedbackResponse, dependencies=[RateLimit])
 async def feedback(body: FeedbackRequest, services: ServicesDep) -> FeedbackResponse:
-    """👍 (1) or 👎 (-1) on one answer, optionally with a comment, for the URP to review."""
+    """👍 (1) or 👎 (-1) on one answer, optionally with a comment, for the URP to review. One current vote per
+    session and answer: a second one changes it (a comment sent alone with the same vote is added to it)."""
     fb = await services.run(services.store.add_feedback, body.session_id, body.message_id, body.rating,
-                            body.comment, channel="web")
+                            body.comment, channel="web", voter=f"web:{body.session_id}")
     return FeedbackResponse(id=fb.id)
 
 

@@ -99,6 +99,9 @@ def register_handlers(application: BotApplication) -> None:
     application.add_handler(CommandHandler(list(voice.SPOKEN_COMMANDS), voice.spoken_command, filters=new_messages))
     application.add_handler(MessageHandler(new_messages & filters.COMMAND, commands.unknown_command))
     application.add_handler(MessageHandler(new_messages & filters.TEXT, messages.on_text))
+    # An edited question is answered again, saying so (issue 17: nothing silently dropped).
+    application.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT & ~filters.COMMAND,
+                                           messages.on_text))
     application.add_handler(MessageHandler(new_messages & voice.AUDIO_IN, voice.on_voice))  # before MEDIA
     application.add_handler(MessageHandler(new_messages & messages.MEDIA, messages.unsupported))
     for kind, handler in callbacks.BY_BUTTON:

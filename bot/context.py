@@ -16,7 +16,7 @@ from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 from bot.prefs import ChatPreferences
 from sibyl.backoffice.cases import Cases
 from sibyl.conversation import ConversationService
-from sibyl.ratelimit import Notices, RateLimiter
+from sibyl.ratelimit import Notices, RateLimited, RateLimiter
 from sibyl.settings import Settings
 from sibyl.store import Store
 from sibyl.voice import VoiceService
@@ -30,15 +30,23 @@ def chat_key(chat_id: int) -> str:
 
 
 class ChatLimiter:
-    """Per-chat question budget and at most one 'slow down' notice a minute: the one rate limiter
-    (sibyl.ratelimit) keyed by chat."""
+    """Per-chat question budget: the one rate limiter (sibyl.ratelimit) keyed by chat. Every refused question
+    gets a 'wait N seconds' notice, up to ten a minute (a flood of questions is not answered by a flood)."""
 
     def __init__(self, spec: str) -> None:
         self.questions = RateLimiter(spec, namespace="telegram")
-        self.notices = Notices("1/minute", namespace="telegram-notice")
+        self.notices = Notices("10/minute", namespace="telegram-notice")
 
     def allow(self, chat_id: int) -> bool:
         return self.questions.allow(str(chat_id))
+
+    def wait_seconds(self, chat_id: int) -> int | None:
+        """None when the chat may ask now (the question is counted), else the seconds until it may."""
+        try:
+            self.questions.check(str(chat_id))
+        except RateLimited as exc:
+            return exc.retry_after
+        return None
 
     def should_warn(self, chat_id: int) -> bool:
         return self.notices.should_warn(str(chat_id))

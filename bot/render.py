@@ -11,6 +11,7 @@ import html
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -102,14 +103,27 @@ def _passage(source: dict) -> str:
     return "\n".join(lines).strip()
 
 
-def sources_html(sources: list[dict], lang: str) -> str:
-    """Numbered sources: document, section and the cited passage (an expandable quote)."""
+def document_url(base_url: str, source: Mapping[str, Any], lang: str) -> str | None:
+    """The public view of the source's document at its passage (api/documents.py), or None without ids."""
+    document, passage = str(source.get("document") or ""), str(source.get("id") or "")
+    if not document or not passage:
+        return None
+    return f"{base_url}/documenti/{quote(document, safe='')}?lang={lang}#{quote(passage, safe=':')}"
+
+
+def sources_html(sources: list[dict], lang: str, base_url: str | None = None) -> str:
+    """Numbered sources: document (a link to its public view at the passage, given the site's public address),
+    section and the cited passage (an expandable quote)."""
     if not sources:
         return html.escape(texts.text(lang, "sources_none"))
     parts = [f"<b>{html.escape(texts.text(lang, 'sources_title'))}</b>"]
     for s in sources:
         parts.append("")
-        parts.append(f"<b>[{int(s.get('n', 0))}] {html.escape(str(s.get('title', '')))}</b>")
+        title = html.escape(str(s.get("title", "")))
+        url = document_url(base_url, s, lang) if base_url else None
+        if url:
+            title = f'<a href="{html.escape(url, quote=True)}">{title}</a>'
+        parts.append(f"<b>[{int(s.get('n', 0))}] {title}</b>")
         if s.get("section"):
             parts.append(f"<i>{html.escape(texts.text(lang, 'section'))}:</i> {html.escape(str(s['section']))}")
         passage = _passage(s)

@@ -131,7 +131,7 @@ class Pipeline:
         patterns = prompts.intents()
         if any(p.search(text) for p in patterns["injection"]):
             return "injection"
-        for name in ("greeting", "help", "chitchat"):
+        for name in ("thanks", "greeting", "help", "chitchat"):
             if any(p.search(text) for p in patterns[name]):
                 return name
         return "question"
@@ -189,8 +189,9 @@ class Pipeline:
     def _canned(self, question: str, lang: str, kind: str) -> Answer:
         urp = prompts.text(lang, "urp_contact")
         example = prompts.text(lang, "example")
-        key = {"greeting": "greeting", "help": "help", "chitchat": "out_of_scope", "injection": "injection",
-               "abstain": "abstain"}[kind]
+        # Small talk ("ciao", "grazie!", "👍") gets a line of small talk, not the introduction or "not found".
+        key = {"greeting": "smalltalk_hello", "thanks": "smalltalk_thanks", "help": "help",
+               "chitchat": "out_of_scope", "injection": "injection", "abstain": "abstain"}[kind]
         templated = "{" in prompts.messages(lang)[key]
         body = prompts.text(lang, key, urp=urp, example=example) if templated else prompts.text(lang, key)
         return Answer(question, lang, False, body, [], intent=kind, lead=body)

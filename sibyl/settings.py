@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         "", description="Comma-separated origins allowed to call the API from a browser; empty = CORS off."
     )
     embed_ancestors: str = Field("*", description="CSP frame-ancestors for /embed: the sites that may iframe the chat.")
+    public_url: str | None = Field(
+        None,
+        description="The web chat's public address (https://sibyl.example.it), for absolute links such as Telegram's "
+        "sources to /documenti/<id>; default: the scheme and host of TELEGRAM_WEBHOOK_URL, else no links.",
+    )
     purge_interval_minutes: float = Field(60, gt=0, description="How often the API deletes messages past retention.")
     api_workers: int = Field(
         0, ge=0, le=32,
@@ -355,6 +360,17 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def public_base_url(self) -> str | None:
+        """SIBYL_PUBLIC_URL without a trailing slash, or the webhook URL's origin; None when neither is set."""
+        if self.public_url and self.public_url.strip():
+            return self.public_url.strip().rstrip("/")
+        if self.telegram_webhook_url:
+            parts = urlsplit(self.telegram_webhook_url.strip())
+            if parts.scheme in ("http", "https") and parts.netloc:
+                return f"{parts.scheme}://{parts.netloc}"
+        return None
 
     @property
     def effective_database_url(self) -> str:

@@ -10,7 +10,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, CursorResult, DateTime, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CursorResult,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from sibyl.db import Base, make_engine, new_id, upgrade, utcnow
@@ -45,7 +58,11 @@ class Message(Base):
 
 
 class Feedback(Base):
+    """A vote on an answer. `voter` ('telegram:<user id>', 'web:<session id>') has one current vote per answer
+    (migration 0006); rows from before it have none."""
+
     __tablename__ = "feedback"
+    __table_args__ = (Index("uq_feedback_message_voter", "message_id", "voter", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
@@ -56,6 +73,7 @@ class Feedback(Base):
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    voter: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class ChatPreference(Base):
@@ -191,18 +209,48 @@ class Store:
 
     # --- feedback ------------------------------------------------------------------------
     def add_feedback(self, session_id: str, message_id: str, rating: int, comment: str | None = None,
-                     channel: str = "web") -> Feedback:
+                     channel: str = "web", voter: str | None = None) -> Feedback:
+        """Store a vote. With a `voter`, a second vote on the same answer changes the first (rating, and the
+        comment when one is given) instead of adding a row; a changed vote is to be reviewed again."""
         if rating not in (1, -1):
             raise ValueError("rating must be 1 or -1")
+        for attempt in range(2):  # a concurrent first vote by the same voter: the second try updates it
+            with self.Session() as db:
+                if db.get(ChatSession, session_id) is None:
+                    raise UnknownSession(session_id)
+                message = db.get(Message, message_id)
+                if message is None or message.session_id != session_id or message.role != "assistant":
+                    raise UnknownMessage(message_id)
+                fb = None if voter is None else db.scalars(select(Feedback).where(
+                    Feedback.message_id == message_id, Feedback.voter == voter)).first()
+                if fb is None:
+                    fb = Feedback(session_id=session_id, message_id=message_id, rating=rating, comment=comment,
+                                  channel=channel, voter=voter)
+                    db.add(fb)
+                else:
+                    if fb.rating != rating:
+                        fb.comment = None  # a reason given for the other vote no longer applies
+                    fb.rating, fb.created_at, fb.reviewed = rating, utcnow(), False
+                    fb.comment = comment if comment is not None else fb.comment
+                try:
+                    db.commit()
+                except IntegrityError:
+                    if attempt:
+                        raise
+                    continue
+                return fb
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def comment_last_vote(self, voter: str, external_key: str, comment: str) -> Feedback | None:
+        """Attach a reason to the voter's latest 👎 in a conversation (a Telegram chat's follow-up prompt)."""
         with self.Session() as db:
-            if db.get(ChatSession, session_id) is None:
-                raise UnknownSession(session_id)
-            message = db.get(Message, message_id)
-            if message is None or message.session_id != session_id or message.role != "assistant":
-                raise UnknownMessage(message_id)
-            fb = Feedback(session_id=session_id, message_id=message_id, rating=rating, comment=comment,
-                          channel=channel)
-            db.add(fb)
+            fb = db.scalars(select(Feedback).join(ChatSession, ChatSession.id == Feedback.session_id)
+                            .where(Feedback.voter == voter, Feedback.rating == -1,
+                                   ChatSession.external_key == external_key)
+                            .order_by(Feedback.created_at.desc()).limit(1)).first()
+            if fb is None:
+                return None
+            fb.comment, fb.reviewed = comment, False
             db.commit()
             return fb
 

@@ -179,7 +179,7 @@ class BotAPIPeer:
             chat["title"] = "Lecce group"
         msg = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
                "from": self._bot_user(), "text": text}
-        if params.get("reply_markup"):
+        if (params.get("reply_markup") or {}).get("inline_keyboard"):  # Telegram echoes inline keyboards only
             msg["reply_markup"] = params["reply_markup"]
         return msg
 

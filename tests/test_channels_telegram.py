@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -14,6 +16,7 @@ from tests.telegram_peer import BOT_USERNAME, BotAPIPeer, callback, message, use
 pytestmark = pytest.mark.slow
 
 TOKEN = "4343434343:AAE-test-token-for-the-channels-peer_7"
+PUBLIC = "https://sibyl.example.it"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def bot(peer, settings, pipeline, tmp_path_factory):
     db = tmp_path_factory.mktemp("channels-telegram") / "bot.db"
     bot_settings = settings.model_copy(update={
         "telegram_bot_token": SecretStr(TOKEN), "database_url": f"sqlite:///{db}",
-        "telegram_rate_limit": "9/minute", "telegram_api_base_url": peer.url})
+        "telegram_rate_limit": "9/minute", "telegram_api_base_url": peer.url, "public_url": PUBLIC})
     service = ConversationService(pipeline, Store.from_settings(bot_settings))
     application = build_application(bot_settings, service)
     loops: dict = {}
@@ -113,4 +116,113 @@ def test_a_group_vote_thanks_the_voter_in_the_voters_language(bot, peer):
     assert thumbs_up["text"] == "👍"
     popup = press(peer, group, anna, thumbs_up["callback_data"], answer.result)
     assert "Grazie" in popup.params["text"]
+
+
+# --- 2. one vote per person per answer, changeable; a 👎 can carry a reason ----------------------
+def votes_on(bot, message_id: str):
+    return [f for f in bot.store.feedback() if f.message_id == message_id]
+
+
+def test_a_changed_vote_replaces_the_first_and_the_thumbs_stay(bot, peer):
+    anna = user(1711, "it", "Anna")
+    answer = ask(peer, 1711, "Cosa fa il Comune per la mobilità sostenibile?", anna)
+    up, down = keyboard(answer)[0][1], keyboard(answer)[0][2]
+    mid = up["callback_data"].rpartition(":")[2]
+    mark = peer.mark()
+    press(peer, 1711, anna, up["callback_data"], answer.result)
+    press(peer, 1711, anna, down["callback_data"], answer.result)  # the older keyboard, pressed again
+    prompt = peer.wait_sent(mark, chat_id=1711)[0]
+    assert [(f.rating, f.voter) for f in votes_on(bot, mid)] == [(-1, "telegram:1711")]
+    assert not peer.calls_since(mark, "editMessageReplyMarkup")  # the buttons stay
+    assert prompt.params["reply_markup"]["force_reply"] is True
+    assert "Cosa non andava" in text_of(prompt)
+
+    mark = peer.mark()
+    peer.push(message(1711, "Mancano i dati del 2024", anna, reply_to=prompt.result))
+    saved = peer.wait_sent(mark, chat_id=1711)[0]
+    assert "annotato" in text_of(saved)
+    assert [(f.rating, f.comment) for f in votes_on(bot, mid)] == [(-1, "Mancano i dati del 2024")]
+
+    from sibyl.backoffice.reports import feedback_items  # what the console's feedback page lists
+
+    shown = [f for f in feedback_items(bot.store) if f.comment == "Mancano i dati del 2024"]
+    assert len(shown) == 1 and shown[0].channel == "telegram"
+
+    press(peer, 1711, anna, up["callback_data"], answer.result)  # changed back: the 👎's reason goes with it
+    assert [(f.rating, f.comment) for f in votes_on(bot, mid)] == [(1, None)]
+
+
+def test_group_members_each_have_their_own_vote(bot, peer):
+    group = -1712
+    alice, bob = user(1713, "it", "Alice"), user(1714, "en", "Bob")
+    answer = ask(peer, group, f"@{BOT_USERNAME} cosa fa il Comune per la mobilità sostenibile?", alice)
+    up, down = keyboard(answer)[0][1], keyboard(answer)[0][2]
+    mid = up["callback_data"].rpartition(":")[2]
+    mark = peer.mark()
+    press(peer, group, alice, up["callback_data"], answer.result)
+    bob_popup = press(peer, group, bob, down["callback_data"], answer.result)
+    prompt = peer.wait_sent(mark, chat_id=group)[0]
+    press(peer, group, bob, down["callback_data"], answer.result)  # twice: still one vote
+    assert "Thank" in bob_popup.params["text"]
+    assert text_of(prompt).startswith("Bob, what was wrong")
+    assert sorted((f.voter, f.rating) for f in votes_on(bot, mid)) == [("telegram:1713", 1), ("telegram:1714", -1)]
+    assert not peer.calls_since(mark, "editMessageReplyMarkup")
+
+
+# --- 3. sources that open -------------------------------------------------------------------------
+def test_sources_link_to_the_public_document_view_at_the_passage(bot, peer):
+    anna = user(1721, "it", "Anna")
+    answer = ask(peer, 1721, "Cosa fa il Comune per la mobilità sostenibile?", anna)
+    mid = keyboard(answer)[0][0]["callback_data"].rpartition(":")[2]
+    mark = peer.mark()
+    peer.push(callback(1721, anna, keyboard(answer)[0][0]["callback_data"], answer.result))
+    sources = peer.wait_sent(mark, chat_id=1721)[0]
+    links = re.findall(r'<a href="([^"]+)">', sources.params["text"])
+    cited = bot.store.get_message(mid).sources
+    assert links == [f"{PUBLIC}/documenti/{s['document']}?lang=it#{s['id']}" for s in cited]
+
+
+# --- 5. nothing silently dropped -----------------------------------------------------------------
+def test_an_edited_question_is_answered_saying_so(bot, peer):
+    anna = user(1731, "it", "Anna")
+    first = message(1731, "Cosa fa il Comune per la mobilità?", anna)
+    ask(peer, 1731, first["message"]["text"], anna)
+    edited = dict(first["message"], text="Cosa fa il Comune per la mobilità sostenibile?", edit_date=int(time.time()))
+    mark = peer.mark()
+    peer.push({"edited_message": edited})
+    reply = peer.wait_sent(mark, chat_id=1731)[0]
+    assert text_of(reply).startswith("✏️ Hai modificato il messaggio") and "Fonti:" in text_of(reply)
+
+
+def test_a_photo_with_a_caption_answers_the_caption(bot, peer):
+    anna = user(1732, "it", "Anna")
+    photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 1, "height": 1}]
+    mark = peer.mark()
+    peer.push(message(1732, None, anna, photo=photo, caption="Cosa fa il Comune per la mobilità sostenibile?"))
+    reply = peer.wait_sent(mark, chat_id=1732)[0]
+    assert text_of(reply).startswith("📷 Non leggo le immagini") and "Fonti:" in text_of(reply)
+    assert "solo messaggi di testo" not in text_of(reply)
+    without = ask(peer, 1732, None, anna, photo=photo)  # no caption: still the polite "text only"
+    assert "solo messaggi di testo" in text_of(without)
+
+
+@pytest.mark.parametrize(("said", "lang", "expected"), [
+    ("grazie!", "it", "Prego!"), ("👍", "it", "Prego!"), ("ok", "it", "Prego!"), ("ciao", "it", "Ciao! Sono Sibyl:"),
+    ("thanks!", "en", "You're welcome!"), ("👍", "en", "You're welcome!"), ("hi", "en", "Hi! I'm Sibyl:")])
+def test_small_talk_gets_small_talk(bot, peer, said, lang, expected):
+    reply = ask(peer, 1733 if lang == "it" else 1734, said, user(1733 if lang == "it" else 1734, lang, "Pia"))
+    assert text_of(reply).startswith(expected), text_of(reply)
+    assert "Non ho trovato" not in text_of(reply) and "I couldn't find" not in text_of(reply)
+    assert len(text_of(reply)) < 160  # a line, not the introduction
+
+
+def test_every_rate_limited_question_gets_the_wait(bot, peer):
+    gino = user(1735, "it", "Gino")
+    mark = peer.mark()
+    for _ in range(11):  # the module's limit is 9/minute
+        peer.push(message(1735, "grazie!", gino))
+    sent = peer.wait_sent(mark, 11, chat_id=1735, timeout=60)
+    notices = [text_of(c) for c in sent if "molto velocemente" in text_of(c)]
+    assert len(notices) == 2
+    assert all(re.search(r"riprova tra \d+ secondi", n) for n in notices)
 

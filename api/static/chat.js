@@ -286,12 +286,22 @@
         el("dd", { lang: sourceLanguage(source), text: source.section })),
       el("blockquote", { class: "passage-text", lang: sourceLanguage(source), "aria-label": t("passage_text") },
         passageText(source)),
+      documentLink(source),
       el("button", { type: "button", class: "close", "data-ui": "close", text: t("close"),
         onclick: function () { closePassage(ctx, true); } }));
     ctx.panel.dataset.n = String(source.n);
     ctx.panel.hidden = false;
     setExpanded(ctx, source.n);
     ctx.panel.focus();
+  }
+
+  /* The whole document, public and read-only (/documenti/<id>), scrolled to this passage and highlighting it. */
+  function documentLink(source) {
+    if (!source.document || !source.id) return null;
+    var href = "/documenti/" + encodeURIComponent(source.document) + "?lang=" + state.lang + "#" +
+      encodeURIComponent(source.id).replace(/%3A/gi, ":");
+    return el("p", { class: "doc-link" }, el("a", { href: href, target: "_blank", rel: "noopener",
+      "data-ui": "document_open", text: t("document_open") }));
   }
 
   /* The language a source is written in (the city's documents are Italian). */
@@ -325,16 +335,20 @@
   function renderFeedback(reply) {
     var status = el("span", { class: "fb-status", role: "status" });
     var buttons = [];
+    var reason = renderReason(reply, status);
+    /* One current vote per answer in a session: pressing the other thumb changes it (the server keeps one). */
     function rate(value, button) {
-      if (button.getAttribute("aria-disabled") === "true") return;
+      if (button.getAttribute("aria-disabled") === "true" || button.getAttribute("aria-pressed") === "true") return;
       buttons.forEach(function (b) { b.setAttribute("aria-disabled", "true"); });
       postJSON("/api/feedback", { session_id: reply.session_id, message_id: reply.message_id, rating: value })
         .then(function () {
-          button.setAttribute("aria-pressed", "true");
+          buttons.forEach(function (b) { b.setAttribute("aria-pressed", String(b === button)); });
           status.textContent = t("feedback_thanks");
+          reason.hidden = value !== -1;
         }, function () {
-          buttons.forEach(function (b) { b.removeAttribute("aria-disabled"); });
           status.textContent = t("feedback_error");
+        }).then(function () {
+          buttons.forEach(function (b) { b.removeAttribute("aria-disabled"); });
         });
     }
     [[1, THUMB_UP, "feedback_up", "up"], [-1, THUMB_DOWN, "feedback_down", "down"]].forEach(function (spec) {
@@ -344,7 +358,27 @@
       buttons.push(b);
     });
     return el("div", { class: "feedback", role: "group", "aria-label": t("feedback_question"), lang: state.lang },
-      el("span", { class: "fb-question", text: t("feedback_question") }), buttons[0], buttons[1], status);
+      el("span", { class: "fb-question", text: t("feedback_question") }), buttons[0], buttons[1], status, reason);
+  }
+
+  /* After a 👎: an optional short reason, sent with the same vote (the URP reads it in the console). */
+  function renderReason(reply, status) {
+    var id = "reason-" + reply.message_id;
+    var box = el("input", { type: "text", id: id, class: "fb-reason-text", maxlength: "500", autocomplete: "off" });
+    var form = el("form", { class: "fb-reason", hidden: true },
+      el("label", { for: id, "data-ui": "feedback_reason_label", text: t("feedback_reason_label") }), box,
+      el("button", { type: "submit", "data-ui": "feedback_reason_send", text: t("feedback_reason_send") }));
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var comment = box.value.trim();
+      if (!comment) { box.focus(); return; }
+      postJSON("/api/feedback", { session_id: reply.session_id, message_id: reply.message_id, rating: -1,
+        comment: comment }).then(function () {
+        form.hidden = true;
+        status.textContent = t("feedback_reason_thanks");
+      }, function () { status.textContent = t("feedback_error"); });
+    });
+    return form;
   }
 
   function addBotMessage(reply) {

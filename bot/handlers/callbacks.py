@@ -8,16 +8,18 @@ decode, or that points to an answer of another chat or to one that no longer exi
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, ForceReply, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram.constants import ParseMode
 
 from bot import callbacks, render, texts
 from bot.callbacks import AskSuggestion, ButtonData, ShowSources, Vote
 from bot.context import CHANNEL, BotContext, BotServices, chat_key
-from bot.handlers.common import send_text, ui_language
+from bot.handlers.common import reason_prompt, send_text, ui_language, voter
 from bot.handlers.messages import answer_question
 from sibyl.store import Message as StoredMessage
 
@@ -78,24 +80,30 @@ async def show_sources(update: Update, context: BotContext) -> None:
     if press is None:
         return
     await press.query.answer()
-    await send_text(context, press.chat_id, render.sources_html(press.stored.sources or [], press.language),
+    base_url = context.bot_data.settings.public_base_url
+    await send_text(context, press.chat_id, render.sources_html(press.stored.sources or [], press.language, base_url),
                     reply_to=press.message.message_id if press.message else None)
 
 
 async def vote(update: Update, context: BotContext) -> None:
-    """Stored like the web's feedback (channel telegram); then the thumbs go: one vote per answer."""
+    """Stored like the web's feedback (channel telegram), one current vote per person per answer: pressing again
+    changes it. The thumbs stay (a group's other members vote too); a 👎 asks for an optional reason."""
     press = await pressed(update, context)
-    if press is None or not isinstance(press.button, Vote):
+    who = update.effective_user
+    if press is None or not isinstance(press.button, Vote) or who is None:
         return
     rating = press.button.rating
     await asyncio.to_thread(context.bot_data.store.add_feedback, press.stored.session_id, press.stored.id, rating,
-                            None, CHANNEL)
-    voter = await ui_language(update, context)  # in a group, the one who pressed may not be the one who asked
-    await press.query.answer(texts.text(voter, "feedback_up" if rating > 0 else "feedback_down"))
-    if press.message is not None and press.message.reply_markup:
-        keep = [[b for b in row if not isinstance(callbacks.decode(b.callback_data), Vote)]
-                for row in press.message.reply_markup.inline_keyboard]
-        await press.query.edit_message_reply_markup(InlineKeyboardMarkup([row for row in keep if row]))
+                            None, CHANNEL, voter(who.id))
+    lang = await ui_language(update, context)  # in a group, the one who pressed may not be the one who asked
+    await press.query.answer(texts.text(lang, "feedback_up" if rating > 0 else "feedback_down"))
+    if rating < 0:
+        await context.bot.send_message(
+            press.chat_id, html.escape(reason_prompt(lang, who.first_name if press.chat_id < 0 else None)),
+            parse_mode=ParseMode.HTML,
+            reply_markup=ForceReply(selective=True, input_field_placeholder=texts.text(lang, "feedback_reason_hint")),
+            reply_parameters=(ReplyParameters(press.message.message_id, allow_sending_without_reply=True)
+                              if press.message else None))
 
 
 async def ask_suggestion(update: Update, context: BotContext) -> None:

@@ -9,7 +9,7 @@ from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message, Rep
 from telegram.constants import ChatType, ParseMode
 
 from bot import render, texts
-from bot.context import BotContext, chat_key
+from bot.context import CHANNEL, BotContext, chat_key
 
 
 async def ui_language(update: Update, context: BotContext) -> str:
@@ -55,3 +55,20 @@ async def send_plain(update: Update, context: BotContext, plain: str) -> None:
         return
     quote = message.message_id if message is not None and chat.type != ChatType.PRIVATE else None
     await send_text(context, chat.id, html.escape(plain), reply_to=quote)
+
+
+def voter(user_id: int) -> str:
+    """Who voted, for the store's one-vote-per-person rule."""
+    return f"{CHANNEL}:{user_id}"
+
+
+def reason_prompt(lang: str, name: str | None = None) -> str:
+    """The 👎 follow-up; in a group it names the voter (the reply to it is theirs to give)."""
+    prompt = texts.text(lang, "feedback_reason_prompt")
+    return f"{name}, {prompt[0].lower()}{prompt[1:]}" if name else prompt
+
+
+def is_reason_prompt(text: str | None) -> bool:
+    """Whether a bot message is the 👎 follow-up (a reply to it is the reason, not a question)."""
+    return bool(text) and any(str(text).endswith(texts.text(lang, "feedback_reason_prompt")[1:])
+                              for lang in texts.LANGUAGES)

@@ -80,9 +80,10 @@ async def on_voice(update: Update, context: BotContext) -> None:
         await send_plain(update, context, refusal(lang, "audio_too_long", services))
         return
     chat_id = chat.id
-    if not services.limiter.allow(chat_id):
+    wait = services.limiter.wait_seconds(chat_id)
+    if wait is not None:
         if services.limiter.should_warn(chat_id):
-            await send_plain(update, context, texts.text(lang, "rate_limited"))
+            await send_plain(update, context, texts.text(lang, "rate_limited", seconds=wait))
         return
     quote = message.message_id if chat.type != ChatType.PRIVATE else None
     lock = services.locks[chat_id]
