@@ -85,8 +85,12 @@ def answer_keyboard(payload: Mapping[str, Any], feedback: bool = True) -> Inline
         first += [InlineKeyboardButton("👍", callback_data=callbacks.encode(Vote(mid, 1))),
                   InlineKeyboardButton("👎", callback_data=callbacks.encode(Vote(mid, -1)))]
     rows = [first] if first else []
-    rows += [[InlineKeyboardButton(s, callback_data=callbacks.encode(AskSuggestion(mid, i)))]
-             for i, s in enumerate(payload.get("suggestions") or [])]
+    # A suggestion's button shows its short label (≤ 40 characters); pressing it asks the full question.
+    questions = payload.get("suggestions") or []
+    labels = payload.get("suggestion_labels") or questions
+    rows += [[InlineKeyboardButton(labels[i] if i < len(labels) else q,
+                                   callback_data=callbacks.encode(AskSuggestion(mid, i)))]
+             for i, q in enumerate(questions)]
     if payload.get("answered") is False and payload.get("intent") in ("question", "abstain"):
         # A decline offers a person at the URP (issue 15); after any answer /persona does the same.
         rows.append([InlineKeyboardButton(texts.text(lang, "handoff_button"),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from retrieval.answer import Answer
 from retrieval.followup import resolve
 from retrieval.pipeline import Pipeline
-from retrieval.suggestions import suggest
+from retrieval.suggestions import suggestions as suggestions_of
 from sibyl.observability import record_answer
 from sibyl.store import Store, UnknownSession  # noqa: F401  (re-exported for the channels)
 
@@ -27,11 +28,13 @@ class Reply(Mapping[str, Any]):
     message_id: str
     suggestions: list[str]
     followup: bool
+    suggestion_labels: list[str] = field(default_factory=list)  # the same, at most 40 characters (phone buttons)
     _payload: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         payload = {**self.answer.to_dict(), "session_id": self.session_id, "message_id": self.message_id,
-                   "suggestions": self.suggestions, "followup": self.followup}
+                   "suggestions": self.suggestions, "followup": self.followup,
+                   "suggestion_labels": self.suggestion_labels or list(self.suggestions)}
         object.__setattr__(self, "_payload", payload)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,5 +96,23 @@ class ConversationService:
         _, bot_message = self.store.add_exchange(session.id, channel, question, stored,
                                                  new_session=session if new else None)
         record_answer(channel, stored)  # metrics + this request's (or bot update's) log line
-        return Reply(answer, session.id, bot_message.id, suggest(answer, self.pipeline.index.records),
-                     resolved.followup)
+        suggested = suggestions_of(answer, self.pipeline.index.records, self._translate())
+        return Reply(answer, session.id, bot_message.id, [s.question for s in suggested],
+                     resolved.followup, [s.label for s in suggested])
+
+    def _translate(self) -> Callable[[str], str | None] | None:
+        """The reviewed English of an Italian line (area names in English suggestions), if the pipeline has it."""
+        store = getattr(self.pipeline, "translations", None)
+        return store.current().translate if store is not None else None
+
+    def suggestions_for(self, message_id: str) -> list[str]:
+        """The full questions suggested under a stored answer, rebuilt from it (a phone's button carries only a
+        short label and its index)."""
+        message = self.store.get_message(message_id)
+        if message is None or message.role != "assistant":
+            return []
+        asked = self.store.get_message(message.reply_to) if message.reply_to else None
+        rebuilt = SimpleNamespace(question=asked.text if asked else "", language=message.language or "it",
+                                  answered=bool(message.answered),
+                                  sources=[SimpleNamespace(id=str(s.get("id"))) for s in message.sources or []])
+        return [s.question for s in suggestions_of(rebuilt, self.pipeline.index.records, self._translate())]

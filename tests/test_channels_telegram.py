@@ -226,3 +226,24 @@ def test_every_rate_limited_question_gets_the_wait(bot, peer):
     assert len(notices) == 2
     assert all(re.search(r"riprova tra \d+ secondi", n) for n in notices)
 
+
+# --- 4. suggestions fit a phone --------------------------------------------------------------------
+def test_suggestion_buttons_are_short_in_the_askers_language_and_ask_the_full_question(bot, peer, pipeline):
+    john = user(1741, "en", "John")
+    answer = ask(peer, 1741, "What is the City doing for sustainable mobility?", john)
+    rows = keyboard(answer)[1:]
+    labels = [row[0]["text"] for row in rows if row[0]["callback_data"].startswith("sq:")]
+    assert labels and all(len(label) <= 40 for label in labels), labels
+    translations = pipeline.translations.current()
+    italian_areas = {r["metadata"]["area_name"] for r in pipeline.index.records.values()
+                     if r["metadata"].get("area_name") and translations.translate(r["metadata"]["area_name"])}
+    assert not [label for label in labels for area in italian_areas if area.lower() in label.lower()
+                and area.lower() not in (translations.translate(area) or "").lower()], labels
+
+    first = next(row[0] for row in rows if row[0]["callback_data"].startswith("sq:"))
+    mark = peer.mark()
+    peer.push(callback(1741, john, first["callback_data"], answer.result))
+    asked = peer.wait_sent(mark, chat_id=1741)[0]
+    full = bot.suggestions_for(first["callback_data"].rpartition(":")[2])[0]
+    assert text_of(asked).startswith("❓ " + full + "\n") and len(full) > 40 and not full.endswith("…")
+    assert "Sources:" in text_of(asked) or "couldn't find" in text_of(asked)

@@ -107,11 +107,15 @@ async def vote(update: Update, context: BotContext) -> None:
 
 
 async def ask_suggestion(update: Update, context: BotContext) -> None:
-    """The question is the button's own text, read back from the keyboard it was pressed on."""
+    """The full question suggested under the stored answer (the button shows a short label); for keyboards sent
+    before labels existed, the button's own text, read back from the keyboard it was pressed on."""
     press = await pressed(update, context)
-    if press is None:
+    if press is None or not isinstance(press.button, AskSuggestion):
         return
-    text = button_text(press.message.reply_markup, press.query.data) if press.message else None
+    full = await asyncio.to_thread(context.bot_data.conversation.suggestions_for, press.stored.id)
+    text = full[press.button.index] if press.button.index < len(full) else None
+    if not text:
+        text = button_text(press.message.reply_markup, press.query.data) if press.message else None
     if not text:
         await press.query.answer(texts.text(press.language, "button_expired"), show_alert=True)
         return
