@@ -175,6 +175,7 @@ FRESH = [
     ("What is planned for the Rauccio park?", "dup-2025-2027-obiettivi-strategici"),
     ("What is being done for people with disabilities?", "dup-2025-2027-obiettivi-strategici"),
     ("Does the city plan an AI chatbot for its services?", "dup-2025-2027-obiettivi-strategici"),
+    ("How is the city digitalising its services?", "dup-2025-2027-obiettivi-strategici"),
 ]
 
 
