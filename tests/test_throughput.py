@@ -183,3 +183,50 @@ def test_bench_reads_cpu_and_memory_of_a_server_and_its_workers(tmp_path):
         for pid in reversed(bench_api.process_tree(proc.pid)):
             os.kill(pid, 9)
         proc.wait()
+
+
+@pytest.mark.e2e
+def test_serve_defaults_to_one_single_threaded_worker_per_core_and_bench_api_measures_it(tmp_path):
+    """Real `sibyl serve` (defaults, a one-document corpus), then a short bench-api run against it."""
+    import json
+    import shutil
+    import subprocess
+
+    import httpx
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(REPO / "corpus" / "lecce-city4age-municipality.en.txt", corpus)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"q": "What is City4Age?"}\n{"q": "Who takes part in City4Age?"}\n', encoding="utf-8")
+    port = bench_api.free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("SIBYL_API_WORKERS", "SIBYL_EMBEDDING_THREADS")}
+    env.update(SIBYL_CORPUS_DIR=str(corpus), SIBYL_RATE_LIMIT="", SIBYL_DATABASE_URL=f"sqlite:///{tmp_path / 'db'}")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sibyl", "--data-dir", str(tmp_path / "data"), "serve",
+                                 "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        bench_api.wait_ready(url, proc, log_path, timeout=300)
+        cores = len(os.sched_getaffinity(0))
+        workers = [pid for pid in bench_api.process_tree(proc.pid)
+                   if b"sibyl.server:create_app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   or b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        environs = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in workers]
+        single_threaded = [pid for pid, environ in zip(workers, environs, strict=True)
+                           if b"SIBYL_EMBEDDING_THREADS=1" in environ and bench_api.rss_mb(pid) > 50]
+        assert len(single_threaded) == cores
+        settings_ = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=corpus)
+        report = json.loads(bench_api.run_bench_api(settings_, questions=questions, clients=2, seconds=1, url=url,
+                                                    as_json=True, single_seconds=0.5))
+        assert report["errors"] == 0 and report["ok"] > 0 and report["repeats"] == 0
+        assert report["unique_per_s"] > 0 and report["embedding_limit_per_s"] > 0
+        assert report["single_client_p50_ms"] > 0
+        assert httpx.get(url + "/readyz").status_code == 200
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
