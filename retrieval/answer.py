@@ -184,6 +184,7 @@ def _printed(text: str) -> list[str]:
 
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
+_ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
 
 
@@ -554,6 +555,8 @@ class Composer:
             if lst is not None:
                 return t(language, "lead_who_list", items="; ".join(self._name(i, language) for i in lst.items)), []
             if people:
+                if language == "en":  # "la prof.ssa X" -> "Prof. X" where a reviewed translation exists
+                    people = [self._name(_ARTICLE.sub("", p), language) for p in people]
                 return t(language, "lead_who_people", people=", ".join(dict.fromkeys(people))), []
         if analysis.has("when") and top is not None:
             mentions = [m for d in drafts[:3] for m in self.facts.of(d.hit.record["id"]) if isinstance(m, Mention)]

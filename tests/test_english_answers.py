@@ -160,6 +160,13 @@ def test_a_list_bullet_is_translated_item_by_item(pipeline):
     assert not [b for b in again.bullets if "University of Salento" in b.text], again.answer
 
 
+def test_an_english_who_lead_gives_people_with_english_titles(pipeline):
+    answer = pipeline.ask("Who led the City Lab workshop?")
+    assert answer.answered and answer.language == "en"
+    assert "Dr Mario Caputo" in answer.lead and "Prof. Camilla Perrone" in answer.lead, answer.lead
+    assert function_words(answer.lead)[0] == 0, answer.lead
+
+
 # A tourist's or a foreign resident's own questions (not from any evaluation set): answered, in English, citing
 # the document that holds the answer.
 FRESH = [
