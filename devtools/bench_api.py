@@ -211,7 +211,10 @@ def report(load: Load, single: Load, embed_ms: float, server_cpu: float | None, 
         "embedding_ms_one_core": round(embed_ms, 1), "embedding_limit_per_s": round(limit, 1),
         "share_of_embedding_limit": round(rate / limit, 3),
         "server_cpu_ms_per_answer": round(server_cpu * 1000 / answered, 1) if server_cpu and answered else None,
-        "worker_rss_mb": sorted(memory.values()),
+        # The first process is `sibyl serve` itself (the only worker when it runs one); with several, uvicorn's
+        # workers are its children (a few-MB multiprocessing helper too).
+        "server_rss_mb": next(iter(memory.values()), None),
+        "worker_rss_mb": [mb for mb in list(memory.values())[1:] if mb >= 50],
         "single_client_p50_ms": round(statistics.median(single.latencies), 1) if single.latencies else None,
         "repeat_share": repeat_share, "repeats": len(load.repeats),
         "repeat_per_s": round(len(load.repeats) / load.elapsed, 1) if load.elapsed else 0.0,
@@ -230,7 +233,8 @@ def report(load: Load, single: Load, embed_ms: float, server_cpu: float | None, 
         f"reached {numbers['share_of_embedding_limit']:.0%} (target >= 80%)",
         f"latency: p50 {numbers['p50_ms']} ms, p95 {numbers['p95_ms']} ms, p99 {numbers['p99_ms']} ms; "
         f"queueing mean {numbers['queueing_mean_ms']} ms, p95 = {numbers['p95_over_queueing_mean']}x (target <= 1.5)",
-        f"server CPU per answer: {numbers['server_cpu_ms_per_answer']} ms; worker RSS: {numbers['worker_rss_mb']} MB",
+        f"server CPU per answer: {numbers['server_cpu_ms_per_answer']} ms; RSS: serve {numbers['server_rss_mb']} MB, "
+        f"workers {numbers['worker_rss_mb']} MB",
         f"single client: p50 {numbers['single_client_p50_ms']} ms (target <= 35 ms)",
     ]
     if load.repeats:
