@@ -24,12 +24,13 @@ def isolated_settings(settings, tmp: Path, **overrides):
     return Settings(_env_file=None, **values)
 
 
-def add_operator(settings, name: str = "mario", password: str = PASSWORD) -> None:
+def add_operator(settings, name: str = "mario", password: str = PASSWORD, role: str = "admin") -> None:
+    """An account (an administrator unless `role` says otherwise: the console tests upload documents)."""
     from sibyl.backoffice.accounts import Operators
 
     ops = Operators.from_settings(settings)
     if name not in ops.usernames():
-        ops.add(name, password)
+        ops.add(name, password, role=role)
     ops.engine.dispose()
 
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import RateLimited
 from api.operator import present
+from api.operator.cases import AdminCsrfDep, AdminDep  # documents are administrators' work (issue 15)
 from api.operator.deps import (
     COOKIE,
     LOGIN_COOKIE,
@@ -280,13 +281,13 @@ def _documents(request: Request, console, status: int = 200, message: str | None
 
 
 @router.get("/documenti")
-def documents_page(request: Request, console: ConsoleDep, operator: OperatorDep):
+def documents_page(request: Request, console: ConsoleDep, operator: AdminDep):
     _audit(console, request, operator, "view", page="documents")
     return _documents(request, console)
 
 
 @router.post("/documenti")
-async def upload_document(request: Request, console: ConsoleDep, operator: CsrfOperatorDep,
+async def upload_document(request: Request, console: ConsoleDep, operator: AdminCsrfDep,
                           file: Annotated[UploadFile | None, File()] = None):
     if file is None or not file.filename:
         return await run_in_threadpool(_documents, request, console, 422,
@@ -314,7 +315,7 @@ def _upload(request: Request, console, operator, name: str, data: bytes):
 
 
 @router.post("/documenti/reindicizza")
-def reindex(request: Request, console: ConsoleDep, operator: CsrfOperatorDep):
+def reindex(request: Request, console: ConsoleDep, operator: AdminCsrfDep):
     lang = language(request)
     try:
         job = console.documents.reindex(operator.username)
@@ -325,7 +326,7 @@ def reindex(request: Request, console: ConsoleDep, operator: CsrfOperatorDep):
 
 
 @router.post("/documenti/{doc_id}/rimuovi")
-def remove_document(request: Request, doc_id: str, console: ConsoleDep, operator: CsrfOperatorDep):
+def remove_document(request: Request, doc_id: str, console: ConsoleDep, operator: AdminCsrfDep):
     lang = language(request)
     try:
         job = console.documents.remove(doc_id, operator.username)
@@ -340,7 +341,7 @@ def remove_document(request: Request, doc_id: str, console: ConsoleDep, operator
 
 
 @router.get("/documenti/lavori/{job_id}")
-def job_status(request: Request, job_id: int, console: ConsoleDep, operator: OperatorDep):
+def job_status(request: Request, job_id: int, console: ConsoleDep, operator: AdminDep):
     job = console.documents.job(job_id) if _valid_id(job_id) else None
     if job is None:
         return JSONResponse({"detail": t(language(request), "job_not_found"), "code": "not_found"}, 404,

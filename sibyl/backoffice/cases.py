@@ -171,6 +171,19 @@ def _thread(messages) -> list[CaseMessage]:
     return out
 
 
+def conversation_of(store, message_id: str | None = None, feedback_id: int | None = None) -> list[CaseMessage]:
+    """The conversation around a stored message or a feedback row, as a case shows it (unanswered and feedback
+    pages link here); [] when it is gone (purged or unknown)."""
+    from sibyl.store import Feedback
+
+    if feedback_id is not None:
+        with store.Session() as db:
+            row = db.get(Feedback, feedback_id)
+            message_id = row.message_id if row is not None else None
+    message = store.get_message(message_id) if message_id else None
+    return _thread(store.messages(message.session_id)) if message is not None else []
+
+
 class Cases:
     def __init__(self, engine, contact_days: int = 365) -> None:
         self.Session = sessionmaker(engine, expire_on_commit=False)
