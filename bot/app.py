@@ -7,18 +7,19 @@ same question gets the same answer and sources), keyed by `telegram:<chat_id>` f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from signal import Signals
 from typing import Any
 
-from telegram import Bot, BotCommand, BotCommandScopeDefault, Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram import Bot, BotCommand, BotCommandScopeDefault, MenuButtonWebApp, Update, WebAppInfo
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, InlineQueryHandler, MessageHandler, filters
 
 from bot import logs, texts
-from bot.callbacks import Handoff
+from bot.callbacks import Handoff, ShowUrp
 from bot.context import BotApplication, BotServices, context_types
-from bot.handlers import callbacks, commands, errors, handoff, messages, voice
+from bot.handlers import callbacks, commands, errors, handoff, inline, messages, voice
 from bot.net import ResilientRateLimiter, UpdatesRequest
 from sibyl.conversation import ConversationService
 from sibyl.observability import telegram_update_processor
@@ -63,7 +64,37 @@ async def register_commands(application: Application[Any, Any, Any, Any, Any, An
     await bot.set_my_commands(commands_menu("it"), scope=BotCommandScopeDefault())
     for lang in texts.LANGUAGES:
         await bot.set_my_commands(commands_menu(lang), scope=BotCommandScopeDefault(), language_code=lang)
+    await register_profile(application)
     log.info("Telegram bot @%s ready", bot.username)
+
+
+PROFILE_ATTEMPTS = 4  # the profile is cosmetic: a Bot API that keeps failing is logged, the bot still starts
+
+
+async def register_profile(application: Application[Any, Any, Any, Any, Any, Any], *,
+                           first_delay: float = 1.0) -> bool:
+    """The bot's description and short description (it default, it, en) and, when the site's public address is
+    HTTPS, a menu button opening the web chat as a Web App; retried with backoff like the webhook registration."""
+    bot, delay = application.bot, first_delay
+    services = application.bot_data
+    base = services.settings.public_base_url if isinstance(services, BotServices) else None
+    for attempt in range(1, PROFILE_ATTEMPTS + 1):
+        try:
+            for lang in (None, *texts.LANGUAGES):
+                await bot.set_my_description(texts.text(lang or "it", "description"), language_code=lang)
+                await bot.set_my_short_description(texts.text(lang or "it", "short_description"),
+                                                   language_code=lang)
+            if base and base.startswith("https://"):  # Telegram opens Web Apps over HTTPS only
+                await bot.set_chat_menu_button(menu_button=MenuButtonWebApp(
+                    texts.text("it", "menu_button"), WebAppInfo(f"{base}/embed?lang=it")))
+            return True
+        except Exception as exc:  # noqa: BLE001 - network, Telegram errors: retried, then logged
+            if attempt == PROFILE_ATTEMPTS:
+                log.warning("Telegram bot profile not set after %d attempts: %s", attempt, type(exc).__name__)
+                return False
+            await asyncio.sleep(delay)
+            delay *= 2
+    return False
 
 
 def build_application(settings: Settings, conversation: ConversationService) -> BotApplication:
@@ -107,6 +138,8 @@ def register_handlers(application: BotApplication) -> None:
     for kind, handler in callbacks.BY_BUTTON:
         application.add_handler(CallbackQueryHandler(handler, pattern=callbacks.pattern(kind)))
     application.add_handler(CallbackQueryHandler(handoff.on_button, pattern=callbacks.pattern(Handoff)))
+    application.add_handler(CallbackQueryHandler(commands.urp_button, pattern=callbacks.pattern(ShowUrp)))
+    application.add_handler(InlineQueryHandler(inline.on_inline_query))  # @bot domanda in any chat (issue 17)
     application.add_handler(CallbackQueryHandler(callbacks.refuse))
     application.add_error_handler(errors.on_error)
 

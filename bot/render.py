@@ -16,7 +16,7 @@ from urllib.parse import quote
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import callbacks, texts
-from bot.callbacks import AskSuggestion, Handoff, ShowSources, Vote
+from bot.callbacks import AskSuggestion, Handoff, ShowSources, ShowUrp, Vote
 
 MAX_MESSAGE = 4096
 _CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -93,6 +93,9 @@ def answer_keyboard(payload: Mapping[str, Any], feedback: bool = True) -> Inline
              for i, q in enumerate(questions)]
     if payload.get("answered") is False and payload.get("intent") in ("question", "abstain"):
         # A decline offers a person at the URP (issue 15); after any answer /persona does the same.
+        # The URP's contacts on every decline (issue 17), then the offer of a person.
+        urp = callbacks.encode(ShowUrp(mid))
+        rows.append([InlineKeyboardButton(texts.text(lang, "urp_button"), callback_data=urp)])
         rows.append([InlineKeyboardButton(texts.text(lang, "handoff_button"),
                                           callback_data=callbacks.encode(Handoff(mid, "a")))])
     return InlineKeyboardMarkup(rows)

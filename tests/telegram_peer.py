@@ -28,7 +28,8 @@ ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "spa
                 "pre", "blockquote", "tg-emoji"}
 _BAD_AMP = re.compile(r"&(?!(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);)")
 JSON_FIELDS = {"reply_markup", "commands", "scope", "reply_parameters", "link_preview_options",
-               "allowed_updates", "entities"}
+               "allowed_updates", "entities", "results", "button", "menu_button"}
+DESCRIPTION_LIMITS = {"setMyDescription": ("description", 512), "setMyShortDescription": ("short_description", 120)}
 
 
 class TelegramHTMLError(ValueError):
@@ -170,7 +171,7 @@ class BotAPIPeer:
     # --- server ------------------------------------------------------------------------------
     def _bot_user(self) -> dict:
         return {"id": BOT_ID, "is_bot": True, "first_name": "Sibyl", "username": BOT_USERNAME,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": True}
 
     def _message(self, params: dict, text: str) -> dict:
         chat_id = int(params["chat_id"])
@@ -248,7 +249,43 @@ class BotAPIPeer:
             return 200, {"ok": True, "result": True}
         if method == "getMyCommands":
             return 200, {"ok": True, "result": []}
+        if method in DESCRIPTION_LIMITS:  # the bot's profile texts (issue 17), per language_code
+            key, limit = DESCRIPTION_LIMITS[method]
+            if len(str(params.get(key, ""))) > limit:
+                return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {key} is too long"}
+            return 200, {"ok": True, "result": True}
+        if method == "setChatMenuButton":
+            button = params.get("menu_button") or {}
+            url = ((button.get("web_app") or {}).get("url") or "") if button.get("type") == "web_app" else ""
+            if button.get("type") == "web_app" and not url.startswith("https://"):
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: BUTTON_URL_INVALID"}
+            return 200, {"ok": True, "result": True}
+        if method == "answerInlineQuery":
+            return self._inline_answer(params)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+
+    def _inline_answer(self, params: dict) -> tuple[int, dict]:
+        """answerInlineQuery as Telegram checks it: at most 50 results, unique ids of at most 64 bytes, each
+        article's message valid HTML within 4,096 characters, button data within 64 bytes."""
+        results = params.get("results") or []
+        if not isinstance(results, list) or len(results) > 50:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: RESULTS_TOO_MUCH"}
+        ids = [str(r.get("id", "")) for r in results]
+        if len(set(ids)) != len(ids) or any(not i or len(i.encode()) > 64 for i in ids):
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: RESULT_ID_INVALID"}
+        for result in results:
+            content = result.get("input_message_content") or {}
+            text = str(content.get("message_text", ""))
+            try:
+                visible = parse_telegram_html(text) if content.get("parse_mode") == "HTML" else text
+            except TelegramHTMLError as exc:
+                return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: can't parse entities: {exc}"}
+            if not visible.strip() or len(visible.encode("utf-16-le")) // 2 > 4096:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: MESSAGE_TEXT_INVALID"}
+        button = params.get("button")
+        if button is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(button.get("start_parameter", ""))):
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: START_PARAM_INVALID"}
+        return 200, {"ok": True, "result": True}
 
     def _handler(self):
         peer = self
@@ -361,6 +398,16 @@ def message(chat_id: int, text: str, sender: dict, *, reply_to: dict | None = No
         msg["reply_to_message"] = reply_to
     msg.update(extra)
     return {"message": msg}
+
+
+def inline_query(sender: dict, query: str) -> dict:
+    """`@bot <query>` typed in any chat (inline mode)."""
+    return {"inline_query": {"id": str(next(_msg_ids)), "from": sender, "query": query, "offset": ""}}
+
+
+def start_link(chat_id: int, sender: dict, payload: str) -> dict:
+    """What opening t.me/<bot>?start=<payload> sends: '/start <payload>'."""
+    return message(chat_id, f"/start {payload}", sender)
 
 
 def callback(chat_id: int, sender: dict, data: str, sent: dict) -> dict:
