@@ -195,6 +195,10 @@ def test_times_are_rome_across_dst():
     assert when(datetime(2025, 10, 26, 0, 30)) == "26/10/2025 02:30"  # first 02:30 (CEST)
     assert when(datetime(2025, 10, 26, 1, 30)) == "26/10/2025 02:30"  # second 02:30 (CET)
     assert when(None) == ""
+    from sibyl.backoffice.documents import _when
+
+    assert _when("2026-01-21T22:47:42+0000") == "21/01/2026 23:47"  # the documents table, CET
+    assert _when("2026-07-21T22:47:42+0000") == "22/07/2026 00:47"  # CEST: the next day in Rome
 
 
 def test_job_outcome_is_italian():

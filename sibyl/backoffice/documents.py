@@ -22,8 +22,9 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from retrieval.corpus import SUPPORTED, document_id, parse_file
 from retrieval.language import detect_language
@@ -31,6 +32,7 @@ from retrieval.parsers.generic import UnreadableDocument, sniff_kind
 from retrieval.progress import Rate, format_eta
 
 log = logging.getLogger(__name__)
+ROME = ZoneInfo("Europe/Rome")  # the console shows local time
 
 EXTENSION = {"pdf": ".pdf", "docx": ".docx", "html": ".html"}
 MAX_ARCHIVE_MEMBERS = 5000  # a real DOCX has a few dozen parts
@@ -123,11 +125,11 @@ def safe_stem(filename: str) -> str:
 
 
 def _when(stamp: str | None) -> str | None:
-    """'2026-11-21T22:47:42+0000' -> '2026-11-21 22:47 UTC' for the table."""
+    """'2026-11-21T22:47:42+0000' -> '21/11/2026 23:47' (Rome time, as the rest of the console) for the table."""
     if not stamp:
         return None
     try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").astimezone(ROME).strftime("%d/%m/%Y %H:%M")
     except ValueError:
         return stamp
 
@@ -157,7 +159,7 @@ class DocumentManager:
         for _doc_id, info in sorted(manifest.get("documents", {}).items()):
             path = self.corpus_dir / info.get("source_file", "")
             out.append({**info, "indexed_at": _when(manifest.get("built_at")), "generation": manifest.get("generation"),
-                        "added_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+                        "added_at": datetime.fromtimestamp(path.stat().st_mtime, ROME).strftime("%d/%m/%Y %H:%M")
                         if path.exists() else None})
         return out
 
