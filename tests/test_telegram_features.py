@@ -5,9 +5,12 @@ the pipeline is the fake one (tests/fakes.py), so no index is needed."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot import callbacks, texts
@@ -41,9 +44,9 @@ def bot(peer, tmp_path_factory):
     from bot.app import build_application, run_polling
     from sibyl.services import build_services
 
-    settings = settings_for(peer, tmp_path_factory.mktemp("tg-features"), public_url=PUBLIC)
-    services = build_services(settings, pipeline=FakePipeline(settings=settings), backoffice=False)  # type: ignore[arg-type]
-    application = build_application(settings, services.conversation)
+    config = settings_for(peer, tmp_path_factory.mktemp("tg-features"), public_url=PUBLIC)
+    services = build_services(config, pipeline=FakePipeline(settings=config), backoffice=False)  # type: ignore[arg-type]
+    application = build_application(config, services.conversation)
     loops, failure = {}, []
 
     def run():
@@ -163,10 +166,10 @@ def test_no_menu_button_without_an_https_public_address(peer, tmp_path):
     from sibyl.services import build_services
 
     async def profile(public_url):
-        settings = settings_for(peer, tmp_path / (public_url or "none").replace(":", "").replace("/", ""),
-                                public_url=public_url)
-        services = build_services(settings, pipeline=FakePipeline(settings=settings), backoffice=False)  # type: ignore[arg-type]
-        application = build_application(settings, services.conversation)
+        config = settings_for(peer, tmp_path / (public_url or "none").replace(":", "").replace("/", ""),
+                              public_url=public_url)
+        services = build_services(config, pipeline=FakePipeline(settings=config), backoffice=False)  # type: ignore[arg-type]
+        application = build_application(config, services.conversation)
         await application.initialize()
         try:
             mark = peer.mark()
@@ -208,3 +211,16 @@ def test_every_decline_has_a_urp_button_that_shows_the_contacts_and_offers_a_per
 def test_urp_button_data_round_trips():
     assert callbacks.decode(callbacks.encode(ShowUrp("abc123"))) == ShowUrp("abc123")
     assert callbacks.decode("urp:") is None and callbacks.decode("urp:a:b") is None
+
+
+_inline_users = itertools.count(700)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=300))
+def test_any_inline_query_is_answered_as_telegram_accepts(bot, peer, text):
+    """Free text from anyone: the answer (a card, a hint or a refusal) always passes the peer's Bot API checks."""
+    mark = peer.mark()
+    peer.push(inline_query(user(next(_inline_users), "it"), text))
+    call = peer.wait_for(lambda calls: [c for c in calls[mark:] if c.method == "answerInlineQuery"])[0]
+    assert call.status == 200, call.result  # a 400 (bad HTML, too long, bad button) is recorded too

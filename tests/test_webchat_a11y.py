@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -53,9 +55,9 @@ def axe_source() -> str:
 def server(tmp_path_factory):
     """The real app (FastAPI + uvicorn on a loopback port) over the test pipeline."""
     tmp = tmp_path_factory.mktemp("a11y")
-    settings = Settings(data_dir=tmp, corpus_dir=Path("corpus"), database_url=f"sqlite:///{tmp / 'sibyl.db'}",
+    config = Settings(data_dir=tmp, corpus_dir=Path("corpus"), database_url=f"sqlite:///{tmp / 'sibyl.db'}",
                         rate_limit="", _env_file=None)
-    app = create_app(settings, build=lambda s: build_services(s, pipeline=FakePipeline(settings=s, tokens=TOKENS)))
+    app = create_app(config, build=lambda s: build_services(s, pipeline=FakePipeline(settings=s, tokens=TOKENS)))
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -332,3 +334,14 @@ def test_static_files_and_pages_are_gzipped_but_the_stream_is_not(server):
             assert "content-encoding" not in r.headers
             text = "".join(r.iter_text())
         assert text.count("event: token") == len(TOKENS) and "event: final" in text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(message=st.text(max_size=2100), session=st.one_of(st.none(), st.text(max_size=40)),
+       language=st.sampled_from(["it", "en", "", "xx"]))
+def test_any_form_post_gets_a_page_never_a_5xx(server, message, session, language):
+    """The no-JavaScript form takes free text: any message, session id or language is an HTML page with a 2xx/4xx."""
+    data = {"message": message, "language": language, **({"session_id": session} if session is not None else {})}
+    r = httpx.post(server + "/", data=data, timeout=60)
+    assert r.status_code in (200, 422) and r.headers["content-type"].startswith("text/html"), r.status_code
+    assert "<h1" in r.text and 'id="q"' in r.text
