@@ -5,7 +5,7 @@ passage never cited. Real index (a private copy), real store, the real app in pr
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from sibyl.backoffice.faq import today
 from tests.operator_support import add_operator, csrf_of, isolated_settings, login
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ def chat(client, message: str, language: str | None = None) -> dict:
 def create(client, app, **fields) -> int:
     data = {"csrf_token": csrf_of(client), "question": POOL, "variants": POOL_EN, "answer_it": ANSWER_IT,
             "answer_en": ANSWER_EN, "sources": source_id(app),
-            "expires_on": (date.today() + timedelta(days=30)).isoformat(), **fields}
+            "expires_on": (today() + timedelta(days=30)).isoformat(), **fields}
     r = client.post("/operatore/faq/nuova", data=data, follow_redirects=False)
     assert r.status_code == 303, r.text[:500]
     return int(re.search(r"/operatore/faq/(\d+)", r.headers["location"]).group(1))
@@ -101,10 +102,17 @@ def test_an_approved_answer_is_served_to_a_reworded_question_and_not_to_near_mis
     reply = chat(client, REWORDED)
     assert reply["mode"] == "verified" and reply["structured"]["mode"] == "verified" and reply["answered"]
     assert ANSWER_IT in reply["answer"]
-    assert f"Risposta verificata dall'URP il {date.today():%d/%m/%Y}" in reply["answer"]
-    assert reply["structured"]["notes"] == [f"✔ Risposta verificata dall'URP il {date.today():%d/%m/%Y}."]
+    assert f"Risposta verificata dall'URP il {today():%d/%m/%Y}" in reply["answer"]
+    assert reply["structured"]["notes"] == [f"✔ Risposta verificata dall'URP il {today():%d/%m/%Y}."]
     assert [s["id"] for s in reply["sources"]] == [source_id(app)]
     assert reply["evidence"]["verified_answer"] == faq_id
+
+    # Telegram shares the conversation service: the same answer, rendered with its mark and sources.
+    from bot.render import answer_html
+
+    telegram = app.state.services.conversation.reply(REWORDED, channel="telegram", external_key="chat-1")
+    assert telegram["mode"] == "verified"
+    assert "Risposta verificata dall&#x27;URP" in answer_html(telegram) and "[1]" in answer_html(telegram)
 
     english = chat(client, "When does the municipal swimming pool in via Roma open, please?")
     assert english["mode"] == "verified" and english["language"] == "en"
@@ -139,7 +147,7 @@ def test_an_answer_past_its_expiry_date_is_not_served(client, app):
     with faq.Session() as db:  # the calendar moves on: its expiry date is now yesterday
         from sibyl.backoffice.faq import VerifiedAnswer
 
-        db.get(VerifiedAnswer, faq_id).expires_on = date.today() - timedelta(days=1)
+        db.get(VerifiedAnswer, faq_id).expires_on = today() - timedelta(days=1)
         db.commit()
     faq.reload()
     assert chat(client, asked)["mode"] != "verified"
@@ -194,10 +202,17 @@ def test_started_from_an_unanswered_group_and_from_a_thumbs_down(client, app):
     reply = chat(client, asked)
     assert not reply["answered"]
     page = client.get("/operatore/senza-risposta").text
-    link = re.search(r'href="(/operatore/faq/nuova\?from=senza-risposta:[^"]+)"', page)
+    row = next(r for r in page.split('<tr class="group">') if asked in r)
+    link = re.search(r'href="(/operatore/faq/nuova\?from=senza-risposta:[^"]+)"', row)
     assert link
     form = client.get(link.group(1).replace("&amp;", "&")).text
     assert f'value="{asked}"' in form.replace("&#39;", "'")
+
+    handed = client.post("/api/handoff", json={"session_id": reply["session_id"], "consent": True,
+                                                "email": "cittadina@example.it"})
+    assert handed.status_code == 201, handed.text
+    form = client.get(f"/operatore/faq/nuova?from=caso:{handed.json()['case_id']}").text
+    assert f'value="{asked}"' in form.replace("&#39;", "'") and 'value="caso:' in form
 
     answered = chat(client, "Quali progetti ci sono per le piste ciclabili?")
     services.store.add_feedback(answered["session_id"], answered["message_id"], -1, "manca la data", channel="web")

@@ -4,12 +4,12 @@ database; no index. The threshold is SIBYL_FAQ_MATCH_THRESHOLD's default."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
 from retrieval.embeddings import get_embeddings
-from sibyl.backoffice.faq import FaqForm, VerifiedAnswers
+from sibyl.backoffice.faq import FaqForm, VerifiedAnswers, today
 from sibyl.db import make_engine
 from sibyl.settings import Settings
 
@@ -69,7 +69,7 @@ def test_a_near_miss_gets_none(faq, question, language):
 
 def test_only_approved_unexpired_answers_are_served(faq):
     form = FaqForm.parse("Dove si trova lo sportello SUAP?", "", "In via Rubichi.", "", "",
-                         (date.today() + timedelta(days=1)).isoformat())
+                         (today() + timedelta(days=1)).isoformat())
     entry = faq.create(form, "mario")
     assert faq.match("Dove si trova lo sportello del SUAP?", "it") is None  # a draft
     faq.approve(entry.id, "lucia")

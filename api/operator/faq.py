@@ -91,24 +91,14 @@ def _prefill(console, origin: str) -> dict[str, str] | None:
         sources = [str(s.get("id")) for s in item.sources if isinstance(s, dict) and s.get("id")]
         return _form_values(question=item.question, answer_it=_without_sources(item.answer),
                             sources="\n".join(sources), origin=origin)
-    if kind == "caso" and key.isdigit():
+    if kind == "caso" and key.isdigit() and int(key) <= 2**31 - 1:
         cases = getattr(console.services, "cases", None)
-        case = _case(cases, int(key)) if cases is not None else None
-        if case is None:
+        view = cases.get(int(key)) if cases is not None else None
+        if view is None:
             return None
-        return _form_values(question=str(getattr(case, "question", "") or ""), origin=origin)
-    return None
-
-
-def _case(cases, case_id: int):
-    """A case from the cases service (issue 15's other part), whatever its accessor is called."""
-    for name in ("get", "case"):
-        getter = getattr(cases, name, None)
-        if callable(getter):
-            try:
-                return getter(case_id)
-            except Exception:  # an unknown case: the form simply starts empty
-                return None
+        # The reply the office sent (or is drafting) is usually the answer worth verifying.
+        sent = view.replies[-1].body if view.replies else ""
+        return _form_values(question=view.case.question, answer_it=sent or view.case.draft or "", origin=origin)
     return None
 
 

@@ -20,7 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import JSON, Date, DateTime, Engine, Integer, String, Text, select
@@ -49,7 +50,12 @@ FRAME_WORDS = signature(
     "voglio chiedere richiedere ottenere bisogna serve occorre possibile informazioni info procedura apertura "
     "aperto aperta time hours when where way do get need know want ask possible information please can could "
     "would opening")
+ROME = ZoneInfo("Europe/Rome")  # the City's calendar: expiry dates and the date shown to citizens
 PASSAGE_ID = re.compile(r"^[\w.:#§/+\-]{1,300}$")
+
+
+def today() -> date:
+    return datetime.now(ROME).date()
 
 
 class FaqError(ValueError):
@@ -77,10 +83,10 @@ class VerifiedAnswer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    def effective_status(self, today: date | None = None) -> str:
+    def effective_status(self, on: date | None = None) -> str:
         """An approved answer past its expiry date is expired, whether or not anyone marked it."""
-        today = today or date.today()
-        if self.status == "approvata" and self.expires_on is not None and self.expires_on < today:
+        on = on or today()
+        if self.status == "approvata" and self.expires_on is not None and self.expires_on < on:
             return "scaduta"
         return self.status
 
@@ -191,8 +197,8 @@ class VerifiedAnswers:
     def entries(self, status: str | None = None) -> list[VerifiedAnswer]:
         with self.Session() as db:
             rows = list(db.scalars(select(VerifiedAnswer).order_by(VerifiedAnswer.updated_at.desc())).all())
-        today = date.today()
-        return [r for r in rows if status is None or r.effective_status(today) == status]
+        now = today()
+        return [r for r in rows if status is None or r.effective_status(now) == status]
 
     def get(self, faq_id: int) -> VerifiedAnswer | None:
         with self.Session() as db:
@@ -237,7 +243,7 @@ class VerifiedAnswers:
     def approve(self, faq_id: int, username: str, ip: str | None = None) -> VerifiedAnswer:
         with self.Session() as db:
             row = self._row(db, faq_id)
-            if row.expires_on is not None and row.expires_on < date.today():
+            if row.expires_on is not None and row.expires_on < today():
                 raise FaqError("faq_expired_date", "the expiry date is in the past")
             now = utcnow()
             row.status, row.approver, row.approved_at, row.updated_at = "approvata", username, now, now
@@ -254,8 +260,8 @@ class VerifiedAnswers:
             row = self._row(db, faq_id)
             was = row.status
             row.status, row.updated_at = status, utcnow()
-            if status == "scaduta" and (row.expires_on is None or row.expires_on > date.today()):
-                row.expires_on = date.today()
+            if status == "scaduta" and (row.expires_on is None or row.expires_on > today()):
+                row.expires_on = today()
             audit.record(db, username, "faq_expired" if status == "scaduta" else "faq_withdrawn",
                          {"faq": faq_id, "previous_status": was}, ip)
             db.commit()
@@ -313,14 +319,14 @@ class VerifiedAnswers:
         with self._lock:
             if self._served is not None and time.monotonic() - self._loaded_at < self.cache_seconds:
                 return
-            today = date.today()
+            now = today()
             with self.Session() as db:
                 rows = db.scalars(select(VerifiedAnswer).where(VerifiedAnswer.status == "approvata")).all()
                 blocked = frozenset(db.scalars(select(BlockedPassage.passage_id)).all())
             old = {(s.entry.id, s.entry.updated_at): s for s in self._served or []}
             served = []
             for row in rows:
-                if row.effective_status(today) != "approvata":
+                if row.effective_status(now) != "approvata":
                     continue
                 kept = old.get((row.id, row.updated_at))  # keep the wordings' vectors of an unchanged entry
                 if kept is None:
@@ -372,7 +378,7 @@ def _coverage(asked: frozenset[str], wording: frozenset[str]) -> float:
 
 
 def approved_label(entry: VerifiedAnswer, language: str) -> str:
-    when = entry.approved_at or entry.updated_at
+    when = (entry.approved_at or entry.updated_at).replace(tzinfo=UTC).astimezone(ROME)
     day = when.strftime("%d/%m/%Y") if language == "it" else when.strftime("%d %B %Y").lstrip("0")
     return prompts.text(language, "verified_label", date=day)
 
