@@ -121,9 +121,14 @@ async def _answer_form(request: Request, base_path: str, embed: bool) -> HTMLRes
     """The no-JavaScript chat: the form's question answered like /api/chat, shown on a rendered page.
     Bad input and the rate limit are shown on the page with their 4xx status, never a 500."""
     form = await request.form()
-    message = str(form.get("message") or "")
-    session_id = str(form.get("session_id") or "") or None
-    lang = page_language(request, str(form.get("language") or "") or None)
+
+    def field(name: str) -> str:  # a file sent in place of a text field counts as nothing
+        value = form.get(name)
+        return value if isinstance(value, str) else ""
+
+    message = field("message")
+    session_id = field("session_id") or None
+    lang = page_language(request, field("language") or None)
     ui = ui_strings(lang)
     ancestors = _ancestors(request, embed)
     services = request.app.state.services

@@ -188,6 +188,8 @@ def test_a_bad_form_post_is_a_4xx_page(server):
     assert UI_IT["error_empty"] in r.text
     r = httpx.post(server + "/embed", data={"message": "x" * 5000, "language": "en"})
     assert r.status_code == 422 and 'role="alert"' in r.text
+    r = httpx.post(server + "/", files={"message": ("q.txt", b"piste ciclabili bici?")})  # a file is not a question
+    assert r.status_code == 422 and UI_IT["error_empty"] in r.text
 
 
 @pytest.mark.parametrize("zoom", [2, 4])
