@@ -183,6 +183,7 @@ FRESH = [
     ("What is being done for people with disabilities?", "dup-2025-2027-obiettivi-strategici"),
     ("Does the city plan an AI chatbot for its services?", "dup-2025-2027-obiettivi-strategici"),
     ("How is the city digitalising its services?", "dup-2025-2027-obiettivi-strategici"),
+    ("What is the city doing about housing?", "dup-2025-2027-obiettivi-strategici"),
 ]
 
 
