@@ -412,8 +412,8 @@ def cmd_operator(args) -> int:
 
     operators = Operators.from_settings(_settings(args))
     if args.action == "list":
-        for name, role in sorted(operators.roles().items()):
-            print(f"{name}\t{role}")
+        for name in operators.usernames():  # one name a line, as scripts read it (`add` prints the role)
+            print(name)
         return 0
     if not args.name:
         raise CliError(f"operator {args.action} needs a username", EXIT_USAGE)
