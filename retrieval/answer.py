@@ -307,11 +307,11 @@ class Composer:
             text = plan.text
             years = plan.period
             score = statement
-            named = [a for a in acts if names_line(a.text, names)][:MAX_NAMED]
-            if named:  # every activity naming what the question names, not the shortest on-topic one
-                joined = "; ".join(a.text for a in named)
-                score = max([score, *(self._score(a.text, "it", stems) for a in named)])
-                years = sorted({y for a in named for y in a.years}) or years
+            naming = [a for a in acts if names_line(a.text, names)][:MAX_NAMED]
+            if naming:  # every activity naming what the question names, not the shortest on-topic one
+                joined = "; ".join(a.text for a in naming)
+                score = max([score, *(self._score(a.text, "it", stems) for a in naming)])
+                years = sorted({y for a in naming for y in a.years}) or years
                 return _Draft(score, rank, f"{plan.text} – {prompts.text('it', 'activity')}: {joined}", hit,
                               "planned", years, fact=plan)
             if best is not None:
