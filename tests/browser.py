@@ -20,7 +20,7 @@ os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never look 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 
-__all__ = ["REPO", "CHROMIUM", "CHROMEDRIVER", "free_port", "sibyl_server", "make_driver"]
+__all__ = ["REPO", "CHROMIUM", "CHROMEDRIVER", "free_port", "sibyl_server", "make_driver", "nav_link"]
 
 
 @contextmanager
@@ -57,3 +57,15 @@ def make_driver(profile: Path, lang: str = "it-IT", width: int = 1100, height: i
         options.add_argument(flag)
     options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def nav_link(driver, text: str):
+    """A console menu link by (partial) text, opening the menu's "More" list first when the link is in it
+    (a closed list's links have no rendered text, so they cannot be found by it)."""
+    from selenium.webdriver.common.by import By
+
+    found = [a for a in driver.find_elements(By.PARTIAL_LINK_TEXT, text) if a.is_displayed()]
+    if not found:
+        driver.find_element(By.CSS_SELECTOR, "#nav-more summary").click()
+        found = [driver.find_element(By.PARTIAL_LINK_TEXT, text)]
+    return found[0]

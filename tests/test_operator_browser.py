@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.browser import REPO, make_driver, sibyl_server
+from tests.browser import REPO, make_driver, nav_link, sibyl_server
 from tests.operator_support import PASSWORD, isolated_settings
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def test_operator_console_in_chromium(server, browser):
     # upload a small document, wait for the background ingest, then find it by search
     doc = server["tmp"] / "orto-urbano.md"
     doc.write_text(NEW_DOC, encoding="utf-8")
-    d.find_element(By.LINK_TEXT, "Documenti").click()
+    nav_link(d, "Documenti").click()
     d.find_element(By.ID, "upload-file").send_keys(str(doc))
     d.find_element(By.ID, "upload-button").click()
     wait(d).until(lambda d: d.find_elements(By.ID, "doc-message") or d.find_elements(By.ID, "doc-error"))

@@ -25,7 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from retrieval.text import strip_control
 from retrieval.translations import normalise, source_hash
-from tests.browser import REPO, make_driver, sibyl_server
+from tests.browser import REPO, make_driver, nav_link, sibyl_server
 from tests.operator_support import PASSWORD, isolated_settings
 from tests.translation_support import (
     CANNED,
@@ -83,20 +83,20 @@ def test_operator_reviews_drafted_translations_in_chromium(server, browser):
     wait(d).until(lambda d: d.current_url.endswith("/operatore/cerca"))
 
     # the shipped corpus is fully translated: nothing to review
-    d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").click()
+    nav_link(d, "Traduzioni").click()
     wait(d).until(lambda d: d.find_elements(By.ID, "tr-empty"))
-    assert d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").text == "Traduzioni"
+    assert nav_link(d, "Traduzioni").text == "Traduzioni"
 
     # upload a small Italian document: its lines are listed as having no draft
     doc = server["tmp"] / DOC_NAME
     doc.write_text(DOC, encoding="utf-8")
-    d.find_element(By.LINK_TEXT, "Documenti").click()
+    nav_link(d, "Documenti").click()
     d.find_element(By.ID, "upload-file").send_keys(str(doc))
     d.find_element(By.ID, "upload-button").click()
     wait(d).until(lambda d: d.find_elements(By.ID, "doc-message") or d.find_elements(By.ID, "doc-error"))
     assert not d.find_elements(By.ID, "doc-error"), d.find_element(By.ID, "doc-error").text
     wait(d, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-document="{DOC_ID}"]'))
-    d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").click()
+    nav_link(d, "Traduzioni").click()
     wait(d).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'section[data-document="{DOC_ID}"]'))
     kinds = {a.get_attribute("data-hash"): a.get_attribute("data-kind")
              for a in d.find_elements(By.CSS_SELECTOR, "article.tr-line")}
@@ -110,7 +110,7 @@ def test_operator_reviews_drafted_translations_in_chromium(server, browser):
     assert done.returncode == 0, done.stderr
     assert "drafted 3 (failed checks 1" in done.stdout
     d.refresh()
-    wait(d).until(lambda d: d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").text == "Traduzioni (3)")
+    wait(d).until(lambda d: nav_link(d, "Traduzioni").text == "Traduzioni (3)")
     second = line(d, SECOND)
     assert second.get_attribute("data-kind") == "pending"
     assert second.find_element(By.CSS_SELECTOR, ".tr-original").text == SECOND
@@ -136,16 +136,16 @@ def test_operator_reviews_drafted_translations_in_chromium(server, browser):
     line(d, TITLE).find_element(By.CSS_SELECTOR, "button.tr-approve").click()
     wait(d).until(lambda d: d.find_elements(By.ID, "tr-message"))
     assert d.find_element(By.ID, "tr-message").text.startswith("Traduzione approvata")
-    assert d.find_element(By.PARTIAL_LINK_TEXT, "Traduzioni").text == "Traduzioni (1)"
+    assert nav_link(d, "Traduzioni").text == "Traduzioni (1)"
 
     # the audit page shows the approvals (and the refusal), edited text included
-    d.find_element(By.LINK_TEXT, "Registro attività").click()
+    nav_link(d, "Registro attività").click()
     wait(d).until(lambda d: d.find_elements(By.ID, "audit"))
-    rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
-    approved = [r for r in rows if "translation_approved" in r]
-    assert len(approved) == 2 and all("mario" in r for r in approved)
-    assert any(EDITED_TITLE in r and "edited: True" in r for r in approved)
-    assert any("translation_approval_refused" in r for r in rows)
+    rows = [(r.get_attribute("data-action"), r.text) for r in d.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    approved = [text for action, text in rows if action == "translation_approved"]
+    assert len(approved) == 2 and all("mario" in r and "Traduzione approvata" in r for r in approved)
+    assert any(EDITED_TITLE in r and "modificata: sì" in r for r in approved)
+    assert any(action == "translation_approval_refused" for action, _ in rows)
 
     # the drafts file now says approved, with the operator's text
     with (server["data"] / "translations" / "en" / f"{DOC_ID}.toml").open("rb") as fh:
