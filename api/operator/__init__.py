@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api.operator.dashboard import router as dashboard_router
 from api.operator import cases as cases_console
+from api.operator.dashboard import router as dashboard_router
 from api.operator.deps import (
     COOKIE,
     HERE,
@@ -97,8 +97,8 @@ class UploadLimit:
 def install(app: FastAPI) -> None:
     app.add_middleware(UploadLimit, path=f"{PREFIX}/documenti")
     app.include_router(router)
-    cases_console.install(app)  # URP cases, canned replies, offices directory (issue 15)
     app.include_router(dashboard_router)  # dashboard and XLSX exports (issue 15)
+    cases_console.install(app)  # URP cases, canned replies, offices directory (issue 15)
     app.include_router(faq_router)  # verified answers and blocked passages (/operatore/faq)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="operator-static")
     # Starlette types handlers as taking a plain Exception, not the class they are registered for.
