@@ -135,8 +135,8 @@ def upgrade() -> None:
             op.create_index(index, name, cols)
         if name == "offices":
             op.bulk_insert(table, [{**URP, "updated_at": datetime.now().replace(microsecond=0)}])
-    columns = {c["name"] for c in sa.inspect(bind).get_columns("operators")}
-    if "role" not in columns:
+    operator_columns = {c["name"] for c in sa.inspect(bind).get_columns("operators")}
+    if "role" not in operator_columns:
         op.add_column("operators", sa.Column("role", sa.String(16), nullable=False, server_default="operator"))
         op.execute("UPDATE operators SET role = 'admin'")  # made before roles, from the CLI, with every power
 
