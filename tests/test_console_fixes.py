@@ -153,6 +153,9 @@ def test_xlsx_export_opens_with_openpyxl(client, app):
     fb = load_workbook(io.BytesIO(client.get("/operatore/esporta/feedback.xlsx").content)).active
     assert next(fb.iter_rows(values_only=True))[2] == "Valutazione"
     assert client.get("/operatore/esporta/domande.xlsx", params={"dal": "ieri"}).status_code == 422
+    topics = client.get("/operatore/temi").text
+    link = re.search(r'id="export-questions-xlsx"', topics) and re.search(r'href="([^"]+domande\.xlsx[^"]*)"', topics)
+    assert link and client.get(html.unescape(link.group(1))).status_code == 200
 
 
 # --- 4. no English on Italian screens; Rome times ---------------------------------------------------------------------
