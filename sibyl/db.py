@@ -52,8 +52,8 @@ def metadata() -> MetaData:
     """Base.metadata with every model module imported (what migrations and autogenerate compare against)."""
     import sibyl.backoffice.accounts  # noqa: F401
     import sibyl.backoffice.audit  # noqa: F401
-    import sibyl.backoffice.faq  # noqa: F401
     import sibyl.backoffice.cases  # noqa: F401
+    import sibyl.backoffice.faq  # noqa: F401
     import sibyl.backoffice.offices  # noqa: F401
     import sibyl.store  # noqa: F401
 
