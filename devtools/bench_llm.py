@@ -161,7 +161,8 @@ def run_bench_checks(settings: Settings, cases_file: Path | None = None, rounds:
         f"support check over {len(cases)} labelled answers ({cases_file}), {rounds} passes",
         f"first pass (source lines analysed + embedded): p50 {statistics.median(cold):.1f} ms, "
         f"max {cold[-1]:.1f} ms per answer",
-        f"cached passages: p50 {statistics.median(warm):.1f} ms, mean {statistics.mean(warm):.1f} ms, p95 {warm[int(0.95 * (len(warm) - 1))]:.1f} ms "
+        f"cached passages: p50 {statistics.median(warm):.1f} ms, mean {statistics.mean(warm):.1f} ms, "
+        f"p95 {warm[int(0.95 * (len(warm) - 1))]:.1f} ms "
         f"per answer",
         f"sentences needing an e5 embedding: {statistics.mean(embedded):.2f} per answer "
         f"({embedded.count(0)}/{len(embedded)} answers none); one sentence embedding: p50 "
