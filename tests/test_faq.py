@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from sibyl.backoffice.accounts import Operators
 from sibyl.backoffice.faq import today
-from tests.operator_support import add_operator, csrf_of, isolated_settings, login
+from tests.operator_support import PASSWORD, add_operator, csrf_of, isolated_settings, login
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,9 @@ ENDPOINTS = [("GET", "/operatore/faq"), ("GET", "/operatore/faq/nuova"), ("POST"
 def env(settings, built_index, tmp_path_factory):
     faq_settings = isolated_settings(settings, tmp_path_factory.mktemp("faq"))
     add_operator(faq_settings)
+    operators = Operators.from_settings(faq_settings)
+    operators.add("lucia", PASSWORD, role="operator")  # not an administrator
+    operators.engine.dispose()
     return faq_settings
 
 
@@ -172,6 +176,17 @@ def test_a_blocked_passage_is_never_cited_until_unblocked(client, app):
     assert post(client, "/operatore/faq/passaggi/sblocca", passage_id=cited[0]).status_code == 303
     assert cited[0] in [s["id"] for s in chat(client, question)["sources"]]
     assert audit(app, "passage_unblocked")[0].detail == {"passage": cited[0]}
+
+
+def test_an_operator_not_only_an_administrator_approves(client, app):
+    faq_id = create(client, app, question="Dove si trova lo sportello SUAP?", variants="", answer_en="")
+    assert app.state.operator_console.operators.role("lucia") == "operator"
+    lucia = TestClient(app)
+    assert login(lucia, "lucia").status_code == 303
+    r = lucia.post(f"/operatore/faq/{faq_id}/approva", data={"csrf_token": csrf_of(lucia)}, follow_redirects=False)
+    assert r.status_code == 303
+    assert app.state.services.faq.get(faq_id).approver == "lucia"
+    assert audit(app, "faq_approved")[0].username == "lucia"
 
 
 def test_bad_input_gets_clear_errors(client, app):
