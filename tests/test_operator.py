@@ -9,6 +9,7 @@ import io
 import re
 import subprocess
 import sys
+import tomllib
 from datetime import timedelta
 
 import pytest
@@ -584,19 +585,54 @@ def test_upload_pdf_docx_html_by_content(client, app, env):
     assert fontane and not any("alert(1)" in r["text"] for r in fontane)  # scripts are not document text
 
 
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://comune.lecce.it/a.pdf", "https://",
+                                 "www.comune.lecce.it", "https://comune.lecce.it/a b.pdf",
+                                 "https://x.it/" + "a" * 600])
+def test_upload_with_a_bad_official_link_changes_nothing(client, app, env, url):
+    before = state(app, env)
+    catalog = (env.corpus_dir / "catalog.toml").read_bytes()
+    r = client.post("/operatore/documenti", data={"csrf_token": csrf_of(client), "url": url},
+                    files={"file": ("notizie.md", b"# Notizie\n\nUn documento valido.\n", "text/markdown")})
+    assert r.status_code == 422 and 'id="doc-error"' in r.text and "http(s)" in r.text
+    assert state(app, env) == before and (env.corpus_dir / "catalog.toml").read_bytes() == catalog
+
+
+def test_upload_keeps_its_official_link_for_the_public_view(client, app, env):
+    docs = app.state.operator_console.documents
+    original = (env.corpus_dir / "catalog.toml").read_text(encoding="utf-8")
+    link = "https://www.comune.lecce.it/biblioteche/san-pio"
+    r = client.post("/operatore/documenti", data={"csrf_token": csrf_of(client), "url": link},
+                    files={"file": ("Biblioteca San Pio.md", NEW_DOC.encode(), "text/markdown")})
+    assert r.status_code == 202, r.text[-500:]
+    assert docs.wait(300).state == "done"
+    text = (env.corpus_dir / "catalog.toml").read_text(encoding="utf-8")
+    assert tomllib.loads(text)["biblioteca-san-pio.md"]["url"] == link
+    assert text.startswith(original.rstrip("\n")), "the catalog's entries and comments are kept as they were"
+    page = client.get("/documenti/biblioteca-san-pio")
+    assert page.status_code == 200 and f'href="{link}"' in page.text
+    assert audit(app, "upload", "mario")[0].detail["url"] == link
+    r = client.post("/operatore/documenti/biblioteca-san-pio/rimuovi", data={"csrf_token": csrf_of(client)})
+    assert r.status_code == 202 and docs.wait(300).state == "done"
+
+
 def test_failed_ingest_rolls_the_upload_back(client, app, env, monkeypatch):
     store = app.state.services.pipeline.store
     before = state(app, env)
+    catalog = (env.corpus_dir / "catalog.toml").read_text(encoding="utf-8")
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(store, "ingest", broken)  # fault injection at the edge: the index build itself
-    r = upload(client, "notizie.md", b"# Notizie\n\nUn documento valido ma l'indice non si aggiorna.\n")
+    r = client.post("/operatore/documenti", data={"csrf_token": csrf_of(client), "url": "https://example.org/n"},
+                    files={"file": ("notizie.md", b"# Notizie\n\nUn documento valido ma l'indice non si aggiorna.\n",
+                                    "text/markdown")})
     assert r.status_code == 202
     job = app.state.operator_console.documents.wait(60)
     assert job.state == "failed" and "disk full" in job.message
     assert state(app, env) == before
+    assert "notizie.md" not in tomllib.loads((env.corpus_dir / "catalog.toml").read_text(encoding="utf-8"))
+    assert tomllib.loads((env.corpus_dir / "catalog.toml").read_text(encoding="utf-8")) == tomllib.loads(catalog)
     assert audit(app, "upload_failed", "mario")
 
 

@@ -288,28 +288,30 @@ def documents_page(request: Request, console: ConsoleDep, operator: AdminDep):
 
 @router.post("/documenti")
 async def upload_document(request: Request, console: ConsoleDep, operator: AdminCsrfDep,
-                          file: Annotated[UploadFile | None, File()] = None):
+                          file: Annotated[UploadFile | None, File()] = None,
+                          url: Annotated[str, Form(max_length=2000)] = ""):
     if file is None or not file.filename:
         return await run_in_threadpool(_documents, request, console, 422,
                                        error=t(language(request), "upload_missing"))
     data = await file.read(console.documents.max_bytes + 1)
     # Parsing takes seconds for a large document (and the index, audit and page touch disk): a worker
     # thread, so citizens' chat keeps being served meanwhile.
-    return await run_in_threadpool(_upload, request, console, operator, file.filename[:200], data)
+    return await run_in_threadpool(_upload, request, console, operator, file.filename[:200], data, url)
 
 
-def _upload(request: Request, console, operator, name: str, data: bytes):
+def _upload(request: Request, console, operator, name: str, data: bytes, url: str = ""):
     lang = language(request)
     manager = console.documents
     max_mb = round(manager.max_bytes / 1_000_000, 1)
     try:
-        job = manager.upload(name, data, operator.username)
+        job = manager.upload(name, data, operator.username, url=url)
     except UploadRejected as exc:
         _audit(console, request, operator, "upload_rejected", file=name, reason=str(exc), bytes=len(data))
         return _documents(request, console, exc.code, error=t(lang, exc.key, reason=str(exc), max=max_mb))
     except Busy:
         return _documents(request, console, 409, error=t(lang, "busy"))
-    _audit(console, request, operator, "upload", file=name, document=job.document, bytes=len(data), job=job.id)
+    _audit(console, request, operator, "upload", file=name, document=job.document, bytes=len(data), job=job.id,
+           **({"url": url.strip()} if url.strip() else {}))
     return _documents(request, console, 202, job=job,
                       message=t(lang, "upload_started", name=job.document, chunks=job.info.get("chunks", 0)))
 

@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from retrieval.corpus import SUPPORTED, document_id, parse_file
@@ -40,6 +41,47 @@ MAX_ARCHIVE_MEMBERS = 5000  # a real DOCX has a few dozen parts
 # 1,500-page report has fewer than 50,000 paragraphs (table cells included).
 MAX_DOCX_PARAGRAPHS = 50_000
 PARAGRAPH_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?p[\s/>]")  # <w:p>, <w:p/>, <w:p w:rsid..>, any prefix
+
+
+MAX_URL_CHARS = 500
+
+
+def official_url(url: str | None) -> str | None:
+    """An upload's link to its official original: empty means none; anything but a plain http(s) URL is refused."""
+    url = (url or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if (len(url) > MAX_URL_CHARS or parts.scheme not in ("http", "https") or not parts.hostname
+            or any(ch.isspace() or ord(ch) < 0x20 or ch in "<>\"" for ch in url)):
+        raise UploadRejected("not an http(s) address", 422, "upload_bad_url")
+    return url
+
+
+def set_catalog_url(corpus_dir: Path, filename: str, url: str | None) -> str | None:
+    """Write (or with None remove) the `url` of a file's catalog entry, keeping the catalog's comments and
+    order (tomlkit); returns the previous value. Replaced atomically: a reader never sees half a file."""
+    import tomlkit
+
+    path = corpus_dir / "catalog.toml"
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    entry = document.get(filename)
+    previous = entry.get("url") if entry is not None else None
+    if url is None:
+        if entry is None or "url" not in entry:
+            return previous
+        del entry["url"]
+        if not entry:
+            del document[filename]
+    else:
+        if entry is None:
+            entry = tomlkit.table()
+            document[filename] = entry
+        entry["url"] = url
+    tmp = path.with_name(f".catalog.toml.{os.getpid()}.part")
+    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
+    os.replace(tmp, path)
+    return previous
 
 
 class UploadRejected(ValueError):
@@ -267,14 +309,17 @@ class DocumentManager:
             thread.join(timeout)
         return self.jobs[-1] if self.jobs else None
 
-    def upload(self, filename: str, data: bytes, username: str) -> Job:
+    def upload(self, filename: str, data: bytes, username: str, url: str | None = None) -> Job:
+        """`url`: the official original's address, kept in the catalog for the public document view."""
         if self.running() is not None:
             raise Busy("an indexing job is already running")
+        url = official_url(url)
         name, info = self.validate(filename, data)
         target = self.corpus_dir / name
         tmp = self.corpus_dir / f".{name}.{os.getpid()}.part"
         tmp.write_bytes(data)
         os.replace(tmp, target)
+        previous_url = set_catalog_url(self.corpus_dir, name, url) if url else None
 
         def work():
             result = self._ingest()
@@ -285,6 +330,8 @@ class DocumentManager:
 
         def rollback():
             target.unlink(missing_ok=True)
+            if url:
+                set_catalog_url(self.corpus_dir, name, previous_url)
             if self.pipeline.store.current() and info["id"] in self.pipeline.store.current().get("documents", {}):
                 self._ingest()  # the file was indexed before failing: index without it
 
@@ -293,6 +340,8 @@ class DocumentManager:
             return self._start(job, work, rollback)
         except Busy:
             target.unlink(missing_ok=True)
+            if url:
+                set_catalog_url(self.corpus_dir, name, previous_url)
             raise
 
     def remove(self, doc_id: str, username: str) -> Job:
