@@ -150,7 +150,9 @@ def test_the_document_view_is_escaped_public_and_404s_unknown_ids(server):
     assert str(escape(docs[0]["title"])) in page.text  # Jinja's own escaping
     assert httpx.get(base + "/documenti/not-a-document").status_code == 404
 
-    with httpx.Client(base_url=base) as client:
+    # follow_redirects: an id ending in an encoded "/" is redirected to the id without it (Starlette's
+    # redirect_slashes), which then answers like any other id
+    with httpx.Client(base_url=base, follow_redirects=True) as client:
         @settings(max_examples=40, deadline=None)
         @given(st.text(min_size=1, max_size=80))
         def any_id(value):
