@@ -172,9 +172,12 @@ def test_a_blocked_passage_is_never_cited_until_unblocked(client, app):
     assert cited[0] not in [s["id"] for s in chat(client, question)["sources"]]
     search = app.state.services.conversation.pipeline.ask(question)
     assert cited[0] not in [s.id for s in search.sources]
+    public = client.post("/api/search", json={"query": question, "k": 20}).json()["results"]
+    assert public and cited[0] not in [h["id"] for h in public]  # the public search leaves it out too
     assert audit(app, "passage_blocked")[0].detail == {"passage": cited[0], "reason": "dati superati dal nuovo PUMS"}
     assert post(client, "/operatore/faq/passaggi/sblocca", passage_id=cited[0]).status_code == 303
     assert cited[0] in [s["id"] for s in chat(client, question)["sources"]]
+    assert cited[0] in [h["id"] for h in client.post("/api/search", json={"query": question, "k": 20}).json()["results"]]
     assert audit(app, "passage_unblocked")[0].detail == {"passage": cited[0]}
 
 
