@@ -10,6 +10,8 @@ multipart uploads (sendVoice) are recorded with their bytes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.parser
 import email.policy
 import itertools
@@ -371,6 +373,41 @@ def _multipart(ctype: str, body: bytes) -> dict:
 
 # --- update builders ----------------------------------------------------------------------------
 _msg_ids = itertools.count(1)
+
+
+@contextlib.contextmanager
+def polling(application, peer: BotAPIPeer, timeout: float = 60):
+    """Run a python-telegram-bot Application against the peer (long polling, its own thread and loop) for a
+    with-block, yielding its loop; on exit stop it, and fail if it did not stop or raised."""
+    from bot.app import run_polling
+
+    loops: dict = {}
+    failure: list = []
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loops["loop"] = loop
+        try:
+            run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
+        except BaseException as exc:  # surfaced on exit
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    peer.wait_for(lambda calls: any(c.method == "getUpdates" for c in calls), timeout=timeout)
+    try:
+        yield loops["loop"]
+    finally:
+        loops["loop"].call_soon_threadsafe(application.stop_running)
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the bot did not stop"
+    assert not failure, failure
+
+
+def keyboard(call) -> list[list[dict]]:
+    """The inline keyboard a Bot API call sent (rows of buttons), or none."""
+    return (call.params.get("reply_markup") or {}).get("inline_keyboard", [])
 
 
 def user(uid: int, lang: str | None = "it", name: str = "Anna") -> dict:

@@ -5,8 +5,6 @@ local Bot API peer (tests/telegram_peer.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 
 import pytest
@@ -80,32 +78,20 @@ def wire(tmp_path_factory):
     local Bot API peer from its own thread."""
     from pydantic import SecretStr
 
-    from bot.app import build_application, run_polling
+    from bot.app import build_application
     from sibyl.conversation import ConversationService
     from sibyl.settings import Settings
     from sibyl.store import Store
-    from tests.telegram_peer import BotAPIPeer
+    from tests.telegram_peer import BotAPIPeer, polling
 
     peer = BotAPIPeer(TOKEN).start()
     data = tmp_path_factory.mktemp("callbacks")
     settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'bot.db'}", _env_file=None,
                         telegram_bot_token=SecretStr(TOKEN), telegram_api_base_url=peer.url)
     application = build_application(settings, ConversationService(None, Store.from_settings(settings)))  # type: ignore[arg-type]
-    loops: dict = {}
-
-    def run():
-        loops["loop"] = asyncio.new_event_loop()
-        asyncio.set_event_loop(loops["loop"])
-        run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    peer.wait_for(lambda calls: any(c.method == "getUpdates" for c in calls), timeout=30)
-    yield peer
-    loops["loop"].call_soon_threadsafe(application.stop_running)
-    thread.join(timeout=30)
+    with polling(application, peer):
+        yield peer
     peer.stop()
-    assert not thread.is_alive()
 
 
 def _press(peer, data) -> list:

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 import time
 
 import pytest
 from pydantic import SecretStr
 
-from tests.telegram_peer import BOT_USERNAME, BotAPIPeer, callback, message, user
+from tests.telegram_peer import BOT_USERNAME, BotAPIPeer, callback, keyboard, message, polling, user
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +27,7 @@ def peer():
 @pytest.fixture(scope="module")
 def bot(peer, settings, pipeline, tmp_path_factory):
     """The real Application over the session pipeline, polling the peer from its own thread and loop."""
-    from bot.app import build_application, run_polling
+    from bot.app import build_application
     from sibyl.conversation import ConversationService
     from sibyl.store import Store
 
@@ -39,34 +37,13 @@ def bot(peer, settings, pipeline, tmp_path_factory):
         "telegram_rate_limit": "9/minute", "telegram_api_base_url": peer.url, "public_url": PUBLIC})
     service = ConversationService(pipeline, Store.from_settings(bot_settings))
     application = build_application(bot_settings, service)
-    loops: dict = {}
-    failure: list = []
-
-    def run():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loops["loop"] = loop
-        try:
-            run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
-        except BaseException as exc:  # surfaced by the teardown
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    peer.wait_for(lambda calls: sum(c.method == "getUpdates" for c in calls) >= 1, timeout=30)
-    yield service
-    loops["loop"].call_soon_threadsafe(application.stop_running)
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the bot did not stop"
-    assert not failure, failure
+    with polling(application, peer):
+        yield service
 
 
 def text_of(call) -> str:
     return call.result["text"]
 
-
-def keyboard(call) -> list[list[dict]]:
-    return (call.params.get("reply_markup") or {}).get("inline_keyboard", [])
 
 
 def ask(peer, chat_id: int, text: str, sender: dict, **kw):

@@ -3,18 +3,16 @@ local Bot API peer (tests/telegram_peer.py) over HTTP; assertions on the recorde
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from tests.telegram_peer import BOT_USERNAME, BotAPIPeer, callback, message, parse_telegram_html, user
+from tests.telegram_peer import BOT_USERNAME, BotAPIPeer, callback, message, parse_telegram_html, polling, user
 
 pytestmark = pytest.mark.slow
 
@@ -65,34 +63,16 @@ def bot_settings(settings, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bot(peer, bot_settings, pipeline, log_records):
     """The real Application, long polling the peer from its own thread and event loop."""
-    from bot.app import build_application, run_polling
+    from bot.app import build_application
     from sibyl.conversation import ConversationService
     from sibyl.store import Store
 
     settings = bot_settings.model_copy(update={"telegram_api_base_url": peer.url})
     service = ConversationService(pipeline, Store.from_settings(settings))
     application = build_application(settings, service)
-    loops = {}
-    failure = []
-
-    def run():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loops["loop"] = loop
-        try:
-            run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
-        except BaseException as exc:  # surfaced by the fixture teardown
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    peer.wait_for(lambda calls: sum(c.method == "getUpdates" for c in calls) >= 1, timeout=30)
-    service.application, service.loop = application, loops["loop"]  # for the splitter-path test
-    yield service
-    loops["loop"].call_soon_threadsafe(application.stop_running)
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the bot did not stop"
-    assert not failure, failure
+    with polling(application, peer) as loop:
+        service.application, service.loop = application, loop  # for the splitter-path test
+        yield service
 
 
 def sent_text(call) -> str:

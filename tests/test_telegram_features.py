@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +16,7 @@ from bot import callbacks, texts
 from bot.callbacks import Handoff, ShowUrp
 from bot.handlers.commands import topics
 from tests.fakes import FakePipeline
-from tests.telegram_peer import BotAPIPeer, callback, inline_query, message, start_link, user
+from tests.telegram_peer import BotAPIPeer, callback, inline_query, keyboard, message, polling, start_link, user
 
 TOKEN = "5151515151:AAE-test-token-for-the-features-peer"
 PUBLIC = "https://sibyl.example.it"
@@ -41,34 +40,15 @@ def settings_for(peer, data, **extra):
 
 @pytest.fixture(scope="module")
 def bot(peer, tmp_path_factory):
-    from bot.app import build_application, run_polling
+    from bot.app import build_application
     from sibyl.services import build_services
 
     config = settings_for(peer, tmp_path_factory.mktemp("tg-features"), public_url=PUBLIC)
     services = build_services(config, pipeline=FakePipeline(settings=config), backoffice=False)  # type: ignore[arg-type]
     application = build_application(config, services.conversation)
-    loops, failure = {}, []
+    with polling(application, peer):
+        yield services
 
-    def run():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loops["loop"] = loop
-        try:
-            run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
-        except BaseException as exc:  # surfaced by the teardown
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    peer.wait_for(lambda calls: sum(c.method == "getUpdates" for c in calls) >= 1, timeout=60)
-    yield services
-    loops["loop"].call_soon_threadsafe(application.stop_running)
-    thread.join(timeout=30)
-    assert not thread.is_alive() and not failure, failure
-
-
-def keyboard(call) -> list[list[dict]]:
-    return (call.params.get("reply_markup") or {}).get("inline_keyboard", [])
 
 
 def answered_inline(peer, mark: int, count: int = 1):

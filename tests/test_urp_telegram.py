@@ -5,16 +5,13 @@ one (tests/fakes.py), so no index is needed."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 from pydantic import SecretStr
 
 from bot import callbacks, texts
 from bot.callbacks import Handoff
 from tests.fakes import FakePipeline
-from tests.telegram_peer import BotAPIPeer, callback, message, user
+from tests.telegram_peer import BotAPIPeer, callback, keyboard, message, polling, user
 
 TOKEN = "4242424242:AAE-test-token-for-the-urp-peer_x9"
 
@@ -28,7 +25,7 @@ def peer():
 
 @pytest.fixture(scope="module")
 def bot(peer, tmp_path_factory):
-    from bot.app import build_application, run_polling
+    from bot.app import build_application
     from sibyl.services import build_services
     from sibyl.settings import Settings
 
@@ -37,28 +34,9 @@ def bot(peer, tmp_path_factory):
                         telegram_bot_token=SecretStr(TOKEN), telegram_api_base_url=peer.url, _env_file=None)
     services = build_services(settings, pipeline=FakePipeline(settings=settings), backoffice=False)  # type: ignore[arg-type]
     application = build_application(settings, services.conversation)
-    loops, failure = {}, []
+    with polling(application, peer):
+        yield services
 
-    def run():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loops["loop"] = loop
-        try:
-            run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
-        except BaseException as exc:  # surfaced by the teardown
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    peer.wait_for(lambda calls: sum(c.method == "getUpdates" for c in calls) >= 1, timeout=30)
-    yield services
-    loops["loop"].call_soon_threadsafe(application.stop_running)
-    thread.join(timeout=30)
-    assert not thread.is_alive() and not failure, failure
-
-
-def keyboard(call) -> list[list[dict]]:
-    return (call.params.get("reply_markup") or {}).get("inline_keyboard", [])
 
 
 def press(peer, chat_id, sender, data, sent, count=1):

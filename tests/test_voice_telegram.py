@@ -5,14 +5,12 @@ sendVoice as OGG/Opus (checked with PyAV). Bad audio gets a polite reply and the
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 
 import pytest
 from pydantic import SecretStr
 
-from tests.telegram_peer import BotAPIPeer, message, user
+from tests.telegram_peer import BotAPIPeer, message, polling, user
 from tests.voice_support import QUESTION, noise_wav, ogg_opus_info, silence_wav, speak_wav, telegram_ogg
 
 pytestmark = pytest.mark.slow
@@ -30,7 +28,7 @@ def peer():
 
 @pytest.fixture(scope="module")
 def bot(peer, settings, pipeline, tmp_path_factory):
-    from bot.app import build_application, run_polling
+    from bot.app import build_application
     from sibyl.conversation import ConversationService
     from sibyl.store import Store
 
@@ -38,24 +36,8 @@ def bot(peer, settings, pipeline, tmp_path_factory):
     bot_settings = settings.model_copy(update={"telegram_bot_token": SecretStr(TOKEN), "database_url": f"sqlite:///{db}",
                                                "telegram_rate_limit": "", "telegram_api_base_url": peer.url})
     application = build_application(bot_settings, ConversationService(pipeline, Store.from_settings(bot_settings)))
-    loops, failure = {}, []
-
-    def run():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loops["loop"] = loop
-        try:
-            run_polling(application, poll_timeout=1, stop_signals=None, use_default_signals=False)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    peer.wait_for(lambda calls: sum(c.method == "getUpdates" for c in calls) >= 1, timeout=30)
-    yield application
-    loops["loop"].call_soon_threadsafe(application.stop_running)
-    thread.join(timeout=30)
-    assert not thread.is_alive() and not failure, failure
+    with polling(application, peer):
+        yield application
 
 
 @pytest.fixture(scope="module")
