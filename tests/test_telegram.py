@@ -343,9 +343,9 @@ def test_malformed_and_unknown_updates_do_not_stop_the_bot(bot, peer):
     ask(peer, 172, "/help", user(172, "it"))  # fetched by a later getUpdates, which confirms the earlier ones
     offsets = [int(c.params.get("offset") or 0) for c in peer.calls_since(mark, "getUpdates")]
     assert max(offsets) > max(bad)  # confirmed, not fetched forever
-    # The non-text "text" got a polite answer, the edit none.
-    to_170 = [sent_text(c) for c in peer.calls_since(mark, "sendMessage") if int(c.params["chat_id"]) == 170]
-    assert len(to_170) <= 1
+    # The non-text "text" got a polite answer; the edit is answered, saying it was edited (issue 17).
+    to_170 = [sent_text(c) for c in peer.wait_sent(mark, 2, chat_id=170, timeout=60)]
+    assert len(to_170) == 2 and sum(t.startswith("✏️") for t in to_170) == 1
 
 
 def test_media_get_a_polite_reply(bot, peer):
