@@ -97,7 +97,7 @@ class UploadLimit:
 def install(app: FastAPI) -> None:
     app.add_middleware(UploadLimit, path=f"{PREFIX}/documenti")
     app.include_router(router)
-    app.include_router(dashboard_router)  # dashboard and XLSX exports (issue 15)
+    app.include_router(dashboard_router)  # dashboard (issue 15)
     cases_console.install(app)  # URP cases, canned replies, offices directory (issue 15)
     app.include_router(faq_router)  # verified answers and blocked passages (/operatore/faq)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="operator-static")

@@ -1,4 +1,4 @@
-"""The console's dashboard (/operatore/cruscotto) and the XLSX exports: HTTP glue over
+"""The console's dashboard (/operatore/cruscotto): HTTP glue over
 sibyl.backoffice.reports, presentation in api/operator/present.py."""
 
 from __future__ import annotations
@@ -6,22 +6,20 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
 
 from api.operator import present
-from api.operator.deps import PREFIX, SECURITY_HEADERS, ConsoleDep, OperatorDep, client_ip, language, render
+from api.operator.deps import PREFIX, ConsoleDep, OperatorDep, client_ip, language, render
 from api.operator.present import t
 from sibyl.backoffice import reports
 
 router = APIRouter(prefix=PREFIX, tags=["operator"], include_in_schema=False)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _range(request: Request, dal: str, al: str):
     try:
         return reports.parse_range(dal or None, al or None)
     except reports.BadRange as exc:
-        return t(language(request), "bad_range", reason=present.range_reason(language(request), exc))
+        return t(language(request), "bad_range", reason=present.reason(language(request), exc))
 
 
 @router.get("/cruscotto")
@@ -49,45 +47,3 @@ def dashboard_page(request: Request, console: ConsoleDep, operator: OperatorDep,
                                               "drilling": drilling,
                                               "dal": start.isoformat(), "al": end.isoformat(),
                                               "age_labels": present.age_labels(lang)})
-
-
-def _xlsx_response(body: bytes, name: str) -> Response:
-    return Response(body, media_type=XLSX,
-                    headers={"Content-Disposition": f'attachment; filename="{name}"', **SECURITY_HEADERS})
-
-
-def _range_or_422(request: Request, dal: str, al: str):
-    got = _range(request, dal, al)
-    if isinstance(got, str):
-        return JSONResponse({"detail": got, "code": "bad_range"}, 422, headers=SECURITY_HEADERS)
-    return got
-
-
-@router.get("/esporta/domande.xlsx")
-def export_questions_xlsx(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
-    got = _range_or_422(request, dal, al)
-    if isinstance(got, Response):
-        return got
-    start, end = got
-    lang = language(request)
-    rows = reports.questions(console.services.store, start, end)
-    console.operators.audit(operator.username, "export_questions",
-                            {"start": start, "end": end, "rows": len(rows), "format": "xlsx"}, client_ip(request))
-    header, table = present.questions_table(rows, console.classifier(), lang)
-    return _xlsx_response(present.xlsx(header, table, t(lang, "export_sheet_questions")),
-                          f"sibyl-domande-{start}-{end}.xlsx")
-
-
-@router.get("/esporta/feedback.xlsx")
-def export_feedback_xlsx(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
-    got = _range_or_422(request, dal, al)
-    if isinstance(got, Response):
-        return got
-    start, end = got
-    lang = language(request)
-    items = reports.feedback_in_range(console.services.store, start, end)
-    console.operators.audit(operator.username, "export_feedback",
-                            {"start": start, "end": end, "rows": len(items), "format": "xlsx"}, client_ip(request))
-    header, table = present.feedback_table(items, lang)
-    return _xlsx_response(present.xlsx(header, table, t(lang, "export_sheet_feedback")),
-                          f"sibyl-feedback-{start}-{end}.xlsx")

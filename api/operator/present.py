@@ -118,8 +118,6 @@ def reason(lang: str, exc: Exception) -> str:
     return t(lang, key) if key and key in strings(lang) else str(exc)
 
 
-range_reason = reason
-
 
 def age_labels(lang: str) -> list[str]:
     return [t(lang, f"dash_age_{i}") for i in range(4)]

@@ -233,8 +233,12 @@ def topics_page(request: Request, console: ConsoleDep, operator: OperatorDep, da
                                            "colors": {a: present.area_color(a) for a in stats.areas}})
 
 
-def _csv_response(body: str, name: str) -> Response:
-    return Response(body, media_type="text/csv; charset=utf-8",
+CSV = "text/csv; charset=utf-8"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _download(body: str | bytes, name: str, media_type: str) -> Response:
+    return Response(body, media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{name}"', **SECURITY_HEADERS})
 
 
@@ -255,8 +259,8 @@ def export_questions(request: Request, console: ConsoleDep, operator: OperatorDe
     start, end = got
     rows = reports.questions(console.services.store, start, end)
     _audit(console, request, operator, "export_questions", start=start, end=end, rows=len(rows))
-    return _csv_response(present.questions_csv(rows, console.classifier(), language(request)),
-                         f"sibyl-domande-{start}-{end}.csv")
+    return _download(present.questions_csv(rows, console.classifier(), language(request)),
+                     f"sibyl-domande-{start}-{end}.csv", CSV)
 
 
 @router.get("/esporta/feedback.csv")
@@ -267,7 +271,35 @@ def export_feedback(request: Request, console: ConsoleDep, operator: OperatorDep
     start, end = got
     items = reports.feedback_in_range(console.services.store, start, end)
     _audit(console, request, operator, "export_feedback", start=start, end=end, rows=len(items))
-    return _csv_response(present.feedback_csv(items, language(request)), f"sibyl-feedback-{start}-{end}.csv")
+    return _download(present.feedback_csv(items, language(request)), f"sibyl-feedback-{start}-{end}.csv", CSV)
+
+
+@router.get("/esporta/domande.xlsx")
+def export_questions_xlsx(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
+    got = _range_or_error(request, dal, al)
+    if isinstance(got, Response):
+        return got
+    start, end = got
+    lang = language(request)
+    rows = reports.questions(console.services.store, start, end)
+    _audit(console, request, operator, "export_questions", start=start, end=end, rows=len(rows), format="xlsx")
+    header, table = present.questions_table(rows, console.classifier(), lang)
+    return _download(present.xlsx(header, table, t(lang, "export_sheet_questions")),
+                     f"sibyl-domande-{start}-{end}.xlsx", XLSX)
+
+
+@router.get("/esporta/feedback.xlsx")
+def export_feedback_xlsx(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
+    got = _range_or_error(request, dal, al)
+    if isinstance(got, Response):
+        return got
+    start, end = got
+    lang = language(request)
+    items = reports.feedback_in_range(console.services.store, start, end)
+    _audit(console, request, operator, "export_feedback", start=start, end=end, rows=len(items), format="xlsx")
+    header, table = present.feedback_table(items, lang)
+    return _download(present.xlsx(header, table, t(lang, "export_sheet_feedback")),
+                     f"sibyl-feedback-{start}-{end}.xlsx", XLSX)
 
 
 # --- documents ----------------------------------------------------------------------------------------
