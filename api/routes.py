@@ -47,12 +47,10 @@ async def chat(body: ChatRequest, services: ServicesDep) -> dict:
 async def search(body: SearchRequest, services: ServicesDep) -> dict:
     """The passages retrieved for a query (same object as `sibyl search --json`)."""
     f = body.filters
-    # the passages an operator blocked as misleading are left out here as in answers (the console sees them)
-    blocked = services.faq.blocked_ids() if services.faq is not None else frozenset()
-    filters = Filters(document=f.document if f else None, area=f.area if f else None, year=f.year if f else None,
-                      exclude=blocked) if f or blocked else None
-    result = await services.run(services.pipeline.search, body.query, k=body.k, language=body.language,
-                                filters=filters)
+    filters = Filters(document=f.document, area=f.area, year=f.year) if f else None
+    # through the service's pipeline: passages the URP blocked are left out, as in answers
+    result = await services.run(services.conversation.pipeline.search, body.query, k=body.k,
+                                language=body.language, filters=filters)
     return result.to_dict()
 
 

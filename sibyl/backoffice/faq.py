@@ -417,6 +417,17 @@ class VerifiedFirst:
     def __getattr__(self, name: str):
         return getattr(self.pipeline, name)
 
+    def _without_blocked(self, filters: Filters | None, blocked: frozenset[str]) -> Filters | None:
+        if not blocked:
+            return filters
+        return replace(filters or Filters(), exclude=blocked | (filters.exclude if filters else frozenset()))
+
+    def search(self, query: str, k: int | None = None, language: str | None = None,
+               filters: Filters | None = None):
+        """The public search: the retrieved passages, without the blocked ones (as in answers)."""
+        return self.pipeline.search(query, k=k, language=language,
+                                    filters=self._without_blocked(filters, self.faq.blocked_ids()))
+
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
             retrieval_query: str | None = None, fallback_language: str | None = None,
             previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
@@ -428,8 +439,7 @@ class VerifiedFirst:
             match = self.faq.match(question, lang)
             if match is not None:
                 return verified_answer(match, question, lang, self.pipeline.index.records, blocked)
-        if blocked:
-            filters = replace(filters or Filters(), exclude=blocked | (filters.exclude if filters else frozenset()))
+        filters = self._without_blocked(filters, blocked)
         answer = self.pipeline.ask(question, language=language, filters=filters, retrieval_query=retrieval_query,
                                    fallback_language=fallback_language, previous_bullets=previous_bullets,
                                    on_token=on_token)
