@@ -33,6 +33,8 @@ ENDPOINTS = [
     ("GET", "/operatore/temi"),
     ("GET", "/operatore/esporta/domande.csv"),
     ("GET", "/operatore/esporta/feedback.csv"),
+    ("GET", "/operatore/esporta/domande.xlsx"),
+    ("GET", "/operatore/esporta/feedback.xlsx"),
     ("GET", "/operatore/documenti"),
     ("POST", "/operatore/documenti"),
     ("POST", "/operatore/documenti/reindicizza"),
