@@ -20,8 +20,11 @@ from retrieval.glossary import Expansion, expand
 from retrieval.index import EN_SUFFIX, LoadedIndex
 from retrieval.lexical import LexicalIndex, analyze_query
 
-# Weight of the glossary terms' vector beside the question's (dev set: 0.5 keeps hit@5; 0 or 1 lose MRR).
-EXPANSION_WEIGHT = 0.5
+# Weight of each glossary-terms vector (Italian, English) beside the question's. The collection holds
+# both languages, so the question is nudged towards the documents' words in both: on the dev set this
+# matches the MRR of embedding "question (terms)" as one long text; the Italian terms alone lost 0.02.
+EXPANSION_WEIGHT = 0.35
+ITALIAN_TERMS, ENGLISH_TERMS = 3, 2
 # The glossary is finite (a few hundred term groups); the bound only guards against a runaway glossary.
 TERM_CACHE_SIZE = 4096
 
@@ -89,20 +92,25 @@ class HybridRetriever:
         """The question's own vector, nudged towards the glossary terms it names.
 
         e5 is multilingual, but the documents' own wording anchors short English questions. The terms get
-        their own vector, cached (the glossary is finite), so a question costs one short embedding: embedding
+        their own vectors, cached (the glossary is finite), so a question costs one short embedding: embedding
         "question (term; term; term)" instead made every query about twice as long (and costly).
         """
         vector = self.embed_query(query)
         if not (expansion.italian and self.config.dense_expansion):
             return vector
-        terms = "; ".join(expansion.italian[:3])
-        term_vector = self._term_cache.get(terms)
-        if term_vector is None:
-            term_vector = np.asarray(self.embeddings.embed_query(terms), dtype=np.float32)
-            if len(self._term_cache) < TERM_CACHE_SIZE:
-                self._term_cache[terms] = term_vector
-        blended = np.asarray(vector, dtype=np.float32) + EXPANSION_WEIGHT * term_vector
+        blended = np.asarray(vector, dtype=np.float32)
+        for terms in (expansion.italian[:ITALIAN_TERMS], expansion.english[:ENGLISH_TERMS]):
+            if terms:
+                blended = blended + EXPANSION_WEIGHT * self._terms_vector("; ".join(terms))
         return (blended / (np.linalg.norm(blended) or 1.0)).tolist()
+
+    def _terms_vector(self, terms: str) -> np.ndarray:
+        vector = self._term_cache.get(terms)
+        if vector is None:
+            vector = np.asarray(self.embeddings.embed_query(terms), dtype=np.float32)
+            if len(self._term_cache) < TERM_CACHE_SIZE:
+                self._term_cache[terms] = vector
+        return vector
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                expansion: Expansion | None = None, language: str = "it") -> list[Hit]:

@@ -116,18 +116,20 @@ def test_dense_side_embeds_the_question_itself_and_caches_the_glossary_terms(rec
     embeddings, retriever = recording_retriever
     first, second = "novità sulla ZTL in centro?", "la ZTL resta chiusa di notte?"
     expansion = expand(first)
-    assert expansion.italian and expand(second).italian[:3] == expansion.italian[:3]
-    terms = "; ".join(expansion.italian[:3])
+    assert expansion.italian and expansion.english
+    assert expand(second).italian[:3] == expansion.italian[:3] and expand(second).english[:2] == expansion.english[:2]
+    italian, english = "; ".join(expansion.italian[:3]), "; ".join(expansion.english[:2])
 
     vector = np.asarray(retriever.dense_vector(first, expansion))
-    assert embeddings.queries == [first, terms]
+    assert embeddings.queries == [first, italian, english]
     retriever.dense_vector(second, expand(second))
-    assert embeddings.queries == [first, terms, second]  # the terms' vector is not computed again
+    assert embeddings.queries == [first, italian, english, second]  # the terms' vectors are not computed again
 
     own = np.asarray(embeddings.model.embed_query(first))
-    term_vector = np.asarray(embeddings.model.embed_query(terms))
     assert abs(np.linalg.norm(vector) - 1) < 1e-4
-    assert vector @ term_vector > own @ term_vector  # nudged towards the documents' wording
+    for terms in (italian, english):
+        term_vector = np.asarray(embeddings.model.embed_query(terms))
+        assert vector @ term_vector > own @ term_vector  # nudged towards the documents' wording, in both languages
 
 
 def test_a_question_without_glossary_terms_is_embedded_as_it_is(recording_retriever):
