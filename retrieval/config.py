@@ -34,6 +34,7 @@ class RetrievalConfig:
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     dense_expansion: bool = True
+    exact_search_max: int = 20000  # vectors; up to this many the dense side scans them in memory
     abstain_threshold: float = 0.36
     default_language: str = "it"
     max_question_chars: int = 2000

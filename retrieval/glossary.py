@@ -12,6 +12,8 @@ from retrieval.limits import QUERY_CHARS
 from retrieval.text import fold, fold_head
 
 GLOSSARY_PATH = Path(__file__).with_name("glossary.toml")
+# The dense side reads the first Italian and English terms of the first entry a question names.
+ITALIAN_TERMS, ENGLISH_TERMS = 3, 2
 
 
 @dataclass(frozen=True)
@@ -19,10 +21,28 @@ class Expansion:
     matched: tuple[str, ...]
     italian: tuple[str, ...]
     english: tuple[str, ...]
+    # The texts whose vectors nudge the question's on the dense side (see entry_dense_terms).
+    dense: tuple[str, ...] = ()
 
     @property
     def terms(self) -> tuple[str, ...]:
         return self.italian + self.english
+
+
+def entry_dense_terms(italian: list[str], english: list[str]) -> tuple[str, ...]:
+    """One entry's first Italian terms and first English ones, as two texts (the collection holds both
+    languages). Only the first entry a question names is used, so every text is known in advance and its
+    vector computed at ingest: on the dev sets, blending later entries too did not rank better."""
+    groups = (italian[:ITALIAN_TERMS], english[:ENGLISH_TERMS]) if italian else ()
+    return tuple("; ".join(group) for group in groups if group)
+
+
+def glossary_dense_terms(path: Path = GLOSSARY_PATH) -> list[str]:
+    """Every entry's dense texts (precomputed at ingest)."""
+    out: dict[str, None] = {}
+    for it, en, _, _ in load_glossary(path):
+        out.update(dict.fromkeys(entry_dense_terms(it, en)))
+    return list(out)
 
 
 def _term_regex(term: str, italian: bool) -> str:
@@ -63,13 +83,15 @@ def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
     matched: list[str] = []
     italian: list[str] = []
     english: list[str] = []
+    dense: tuple[str, ...] = ()
     for it, en, any_term, patterns in load_glossary(path):
         if not any_term.search(folded):
             continue
+        dense = dense or entry_dense_terms(it, en)
         terms = it + en
         for term, pattern in zip(terms, patterns, strict=True):
             if found := pattern.search(folded):  # the question's own form too ("anziana", "pisteciclabili")
                 matched += [term] if found.group(0) == fold(term) else [term, found.group(0)]
         italian += [t for t in it if t not in italian]
         english += [t for t in en if t not in english]
-    return Expansion(tuple(dict.fromkeys(matched)), tuple(italian), tuple(english))
+    return Expansion(tuple(dict.fromkeys(matched)), tuple(italian), tuple(english), dense)

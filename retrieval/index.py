@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import chromadb
+import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
@@ -42,6 +43,7 @@ from retrieval.chunks import Chunk, body_lines, is_prose
 from retrieval.config import NO_HOOKS, ConfigSource, RetrievalConfig, RetrievalHooks, as_config
 from retrieval.corpus import load_corpus
 from retrieval.embeddings import embedding_id, get_embeddings
+from retrieval.glossary import glossary_dense_terms
 from retrieval.ingest_lock import IngestLock
 from retrieval.language import detect_language
 from retrieval.lexical import LexicalIndex
@@ -196,6 +198,7 @@ class IndexStore:
                 if progress is not None:
                     progress(start + len(batch), len(todo))
 
+        _save_term_vectors(gen_dir, self._term_vectors(current, model_id))
         lexical = LexicalIndex.build([c.id for c in corpus.chunks], [c.text for c in corpus.chunks],
                                      [c.language for c in corpus.chunks])
         lexical.save(gen_dir / "bm25")
@@ -273,6 +276,19 @@ class IndexStore:
                     out[cid] = list(vector)
         return out
 
+    def _term_vectors(self, current: dict | None, model_id: str) -> dict[str, np.ndarray]:
+        """The query vectors of every glossary entry's dense terms: the current generation's where the model
+        is the same, the rest embedded now (a couple of seconds for the whole glossary)."""
+        wanted = glossary_dense_terms()
+        known: dict[str, np.ndarray] = {}
+        if current and current.get("embedding") == model_id:
+            known = _load_term_vectors(self.generation_dir(current["generation"]))
+        missing = [t for t in wanted if t not in known]
+        if missing:
+            embeddings = get_embeddings(self.config.embedding, self.config.embedding_threads)
+            known.update({t: np.asarray(embeddings.embed_query(t), dtype=np.float32) for t in missing})
+        return {t: known[t] for t in wanted}
+
     def _cleanup(self, keep: set[str]) -> None:
         """Drop every generation but the new and the previous one (collections, local dirs, and the
         segment folders embedded Chroma leaves behind when a collection is deleted). Runs under the
@@ -315,6 +331,8 @@ class IndexStore:
             records=records,
             client=self.client,
             lexical_en=LexicalIndex.load(english) if english.exists() else None,
+            vectors=_vectors(collection, self.config.exact_search_max),
+            term_vectors=_load_term_vectors(gen_dir),
         )
 
     def _rebuild_local(self, manifest: dict, collection) -> None:
@@ -370,6 +388,21 @@ class IndexStore:
 
 
 @dataclass
+class Vectors:
+    """A generation's vectors, row-normalised, read once from its Chroma collection (see `_vectors`)."""
+
+    ids: list[str]
+    matrix: np.ndarray  # float32, one unit row per id
+
+    def ranked(self, query: Sequence[float]) -> list[tuple[str, float]]:
+        """Every id by cosine similarity to `query`, best first (an exact scan: what HNSW approximates)."""
+        q = np.asarray(query, dtype=np.float32)
+        sims = self.matrix @ (q / (np.linalg.norm(q) or 1.0))
+        order = np.argsort(-sims, kind="stable")
+        return [(self.ids[i], float(sims[i])) for i in order]
+
+
+@dataclass
 class LoadedIndex:
     manifest: dict
     collection: Any  # a chromadb Collection; its query() is typed narrower than the lists it accepts
@@ -377,6 +410,55 @@ class LoadedIndex:
     records: dict[str, dict]
     client: object = None
     lexical_en: LexicalIndex | None = None  # every passage plus the English twins (ids <passage>#en)
+    vectors: Vectors | None = None  # set when the collection is small enough for an exact scan
+    term_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # glossary dense terms -> query vector
+
+
+TERM_VECTORS = "term_vectors"
+
+
+def _save_term_vectors(gen_dir: Path, vectors: dict[str, np.ndarray]) -> None:
+    if not vectors:
+        return
+    np.save(gen_dir / f"{TERM_VECTORS}.npy", np.stack(list(vectors.values())).astype(np.float32))
+    (gen_dir / f"{TERM_VECTORS}.json").write_text(json.dumps(list(vectors), ensure_ascii=False), encoding="utf-8")
+
+
+def _load_term_vectors(gen_dir: Path) -> dict[str, np.ndarray]:
+    """Empty when the generation has none (built before them, or rebuilt by a replica from Chroma): the
+    retriever then embeds each term text the first time a question names it."""
+    try:
+        texts = json.loads((gen_dir / f"{TERM_VECTORS}.json").read_text(encoding="utf-8"))
+        matrix = np.load(gen_dir / f"{TERM_VECTORS}.npy")
+    except (OSError, ValueError):
+        return {}
+    if len(texts) != len(matrix):
+        return {}
+    return dict(zip(texts, matrix, strict=True))
+
+
+def _vectors(collection, limit: int) -> Vectors | None:
+    """The collection's vectors in memory when it holds at most `limit` of them (None otherwise).
+
+    A city's corpus is a few hundred passages: scoring them all is exact and takes microseconds, where a
+    Chroma query costs 1-2 ms of CPU per question (a twentieth of an answer). Chroma stays the store (ingest,
+    reuse, replicas); larger collections are queried there.
+    """
+    if limit <= 0 or collection.count() > limit:
+        return None
+    ids: list[str] = []
+    rows: list[Any] = []
+    while True:
+        got = collection.get(include=["embeddings"], limit=PAGE, offset=len(ids))
+        if not len(got["ids"]):
+            break
+        ids += got["ids"]
+        rows += list(got["embeddings"])
+    if not ids:
+        return None
+    matrix = np.asarray(rows, dtype=np.float32)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    return Vectors(ids, matrix)
 
 
 def _complete(gen_dir: Path) -> bool:

@@ -24,7 +24,6 @@ from retrieval.lexical import LexicalIndex, analyze_query
 # both languages, so the question is nudged towards the documents' words in both: on the dev set this
 # matches the MRR of embedding "question (terms)" as one long text; the Italian terms alone lost 0.02.
 EXPANSION_WEIGHT = 0.35
-ITALIAN_TERMS, ENGLISH_TERMS = 3, 2
 # The glossary is finite (a few hundred term groups); the bound only guards against a runaway glossary.
 TERM_CACHE_SIZE = 4096
 
@@ -77,7 +76,8 @@ class HybridRetriever:
         self.config = as_config(config)
         self.embeddings = embeddings
         self._query_cache: OrderedDict[str, list[float]] = OrderedDict()
-        self._term_cache: dict[str, np.ndarray] = {}  # glossary terms' vectors: finite, never evicted
+        # Glossary terms' vectors: finite, never evicted; each entry's are computed at ingest (index.term_vectors).
+        self._term_cache: dict[str, np.ndarray] = dict(index.term_vectors) if index is not None else {}
 
     def embed_query(self, text: str) -> list[float]:
         vector = self._query_cache.get(text)
@@ -96,12 +96,12 @@ class HybridRetriever:
         "question (term; term; term)" instead made every query about twice as long (and costly).
         """
         vector = self.embed_query(query)
-        if not (expansion.italian and self.config.dense_expansion):
+        terms = expansion.dense if self.config.dense_expansion else ()
+        if not terms:
             return vector
         blended = np.asarray(vector, dtype=np.float32)
-        for terms in (expansion.italian[:ITALIAN_TERMS], expansion.english[:ENGLISH_TERMS]):
-            if terms:
-                blended = blended + EXPANSION_WEIGHT * self._terms_vector("; ".join(terms))
+        for text in terms:
+            blended += EXPANSION_WEIGHT * self._terms_vector(text)
         return (blended / (np.linalg.norm(blended) or 1.0)).tolist()
 
     def _terms_vector(self, terms: str) -> np.ndarray:
@@ -121,15 +121,8 @@ class HybridRetriever:
         expansion = expansion if expansion is not None else expand(query)
         depth = max(self.config.candidates, k)
 
-        # Ids and distances only: the passages are already in memory (index.records), and asking
-        # Chroma for documents and metadatas too doubles the cost of the query.
-        # The collection holds the English twins too: twice the depth keeps `depth` passages of each side.
-        found = self.index.collection.query(query_embeddings=[self.dense_vector(query, expansion)],
-                                            n_results=depth * 2 if self.index.lexical_en is not None else depth,
-                                            where=filters.where(), include=["distances"])
-        dense_ranked = [(cid, 1.0 - float(distance))
-                        for cid, distance in zip(found["ids"][0], found["distances"][0], strict=True)
-                        if _passage(cid) not in filters.exclude]
+        dense_ranked = self._dense(self.dense_vector(query, expansion), filters,
+                                   depth * 2 if self.index.lexical_en is not None else depth)
         dense_info = _best_ranks(dense_ranked, english, depth)
 
         tokens = analyze_query(" ".join([query, *expansion.terms]))
@@ -153,6 +146,27 @@ class HybridRetriever:
             l_rank, l_score = lex_info.get(cid, (None, 0.0))
             hits.append(Hit(cid, record, score, d_sim, l_score, d_rank, l_rank))
         return hits
+
+    def _dense(self, vector: list[float], filters: Filters, n: int) -> list[tuple[str, float]]:
+        """(id, cosine) best first, at most `n`: the collection holds the English twins too, so the caller
+        asks twice its depth to keep `depth` passages of each side."""
+        vectors = self.index.vectors
+        if vectors is None:
+            # Ids and distances only: the passages are already in memory (index.records), and asking
+            # Chroma for documents and metadatas too doubles the cost of the query.
+            found = self.index.collection.query(query_embeddings=[vector], n_results=n, where=filters.where(),
+                                                include=["distances"])
+            return [(cid, 1.0 - float(distance))
+                    for cid, distance in zip(found["ids"][0], found["distances"][0], strict=True)
+                    if _passage(cid) not in filters.exclude]
+        ranked: list[tuple[str, float]] = []
+        for cid, similarity in vectors.ranked(vector):
+            record = self.index.records.get(_passage(cid))
+            if record is not None and filters.matches(record):
+                ranked.append((cid, similarity))
+                if len(ranked) >= n:
+                    break
+        return ranked
 
     def _lexical(
         self, lexical: LexicalIndex, tokens: list[str], filters: Filters, depth: int

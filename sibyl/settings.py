@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     dense_expansion: bool = Field(
         True, description="Append the glossary's Italian terms to the dense query too (not only to BM25)."
     )
+    exact_search_max: int = Field(
+        20000,
+        ge=0,
+        description="Up to this many vectors (passages and English twins) the dense side scores every vector "
+        "of the generation in memory, exactly, instead of querying Chroma's approximate (HNSW) index: "
+        "a few hundred passages take 0.02 ms instead of 1-2 ms. Chroma stays the store. 0 = always query Chroma.",
+    )
     abstain_threshold: float = Field(
         0.36,
         ge=0,
@@ -400,6 +407,7 @@ class Settings(BaseSettings):
             dense_weight=self.dense_weight,
             lexical_weight=self.lexical_weight,
             dense_expansion=self.dense_expansion,
+            exact_search_max=self.exact_search_max,
             abstain_threshold=self.abstain_threshold,
             default_language=self.default_language,
             max_question_chars=self.max_question_chars,

@@ -116,9 +116,8 @@ def test_dense_side_embeds_the_question_itself_and_caches_the_glossary_terms(rec
     embeddings, retriever = recording_retriever
     first, second = "novità sulla ZTL in centro?", "la ZTL resta chiusa di notte?"
     expansion = expand(first)
-    assert expansion.italian and expansion.english
-    assert expand(second).italian[:3] == expansion.italian[:3] and expand(second).english[:2] == expansion.english[:2]
-    italian, english = "; ".join(expansion.italian[:3]), "; ".join(expansion.english[:2])
+    assert len(expansion.dense) == 2 and expand(second).dense == expansion.dense
+    italian, english = expansion.dense
 
     vector = np.asarray(retriever.dense_vector(first, expansion))
     assert embeddings.queries == [first, italian, english]
@@ -246,3 +245,77 @@ def test_a_short_query_skips_the_token_count_and_still_fits(text):
     assert fitted == fit(text, QUERY_TOKENS, lambda t: model._model.token_count(t, True))
     if len(normalise(text)) <= SHORT_QUERY_CHARS:
         assert fitted == normalise(text)
+
+
+def _calibration_questions() -> list[tuple[str, str]]:
+    import json
+
+    rows = [json.loads(line) for line in (REPO / "tests" / "data" / "calibration.jsonl").read_text().splitlines()
+            if line.strip()]
+    return [(row["q"], row["lang"]) for row in rows]
+
+
+def test_the_in_memory_scan_finds_what_the_chroma_query_finds(built_index, settings):
+    """The exact scan against Chroma's approximate (HNSW) query, same vectors, same filters: the same cosine
+    for every passage both return, never a worse one at any place, nothing Chroma ranks above the scan's
+    cut-off left out."""
+    from dataclasses import replace
+
+    from retrieval.retriever import Filters
+
+    index = built_index.load()
+    assert index.vectors is not None and len(index.vectors.ids) == index.collection.count()
+    embeddings = get_embeddings(settings.embedding, 1)
+    scan = HybridRetriever(index, embeddings, settings)
+    chroma = HybridRetriever(replace(index, vectors=None), embeddings, settings)
+    some = frozenset(sorted(index.records)[::7])
+    filters = [Filters(), Filters(document="dup-2025-2027-obiettivi-strategici"), Filters(year=2023),
+               Filters(exclude=some)]
+    compared = 0
+    for question, _ in _calibration_questions():
+        vector = scan.dense_vector(question, expand(question))
+        for f in filters:
+            got, want = scan._dense(vector, f, 60), chroma._dense(vector, f, 60)
+            assert len(got) == 60 and len(want) <= 60
+            assert not {cid for cid, _ in got} & {cid + suffix for cid in f.exclude for suffix in ("", "#en")}
+            assert all(index.records[cid.removesuffix("#en")]["document"] == f.document for cid, _ in got
+                       if f.document)
+            similarity = dict(got)
+            cutoff = got[-1][1]
+            for place, (cid, cosine) in enumerate(want):
+                assert got[place][1] >= cosine - 1e-5  # exact: never a worse passage at any place
+                if cosine > cutoff + 1e-5:
+                    assert abs(similarity[cid] - cosine) < 1e-4
+            if got[0][0] != want[0][0]:  # HNSW can miss the nearest passage; the scan cannot
+                assert got[0][1] > want[0][1] - 1e-5 and want[0][0] in similarity
+            compared += 1
+    assert compared >= 40
+
+
+def test_a_collection_above_the_limit_is_queried_in_chroma(built_index, settings):
+    from dataclasses import replace
+
+    from retrieval.index import IndexStore
+
+    count = built_index.load().collection.count()
+    for limit, scanned in ((0, False), (count - 1, False), (count, True)):
+        store = IndexStore(replace(settings.retrieval_config(), exact_search_max=limit))
+        assert (store.load().vectors is not None) is scanned
+
+
+def test_ingest_stores_the_glossary_terms_vectors_so_a_question_embeds_only_itself(built_index, settings):
+    from retrieval.glossary import glossary_dense_terms
+
+    index = built_index.load()
+    assert list(index.term_vectors) == glossary_dense_terms() and len(index.term_vectors) > 100
+    named = [expand(question).dense for question, _ in _calibration_questions()]
+    assert sum(1 for texts in named if texts) > 10
+    assert all(text in index.term_vectors for texts in named for text in texts)  # never one embedded per question
+    embeddings = _Recording()
+    retriever = HybridRetriever(index, embeddings, settings)
+    question = "novità sulle piste ciclabili e sulla ZTL?"
+    assert len(expand(question).dense) == 2
+    retriever.search(question, language="it")
+    assert embeddings.queries == [question]
+    text = expand(question).dense[0]
+    assert float(index.term_vectors[text] @ np.asarray(embeddings.model.embed_query(text))) > 0.999
