@@ -100,5 +100,6 @@ def create_app(settings: Settings | None = None, *,
     # text/event-stream alone, so /api/chat/stream still sends each token as it is written.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_observability(app, settings)  # JSON request log lines + GET /metrics (sibyl.observability)
+    middleware.install_spread_connections(app, settings)  # several workers: crowded ones ask clients to reconnect
     middleware.install_proxy_headers(app, settings)  # outermost: everything after sees the real client
     return app

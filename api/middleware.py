@@ -20,6 +20,7 @@ import anyio
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sibyl.observability import annotate
+from sibyl.workers import WorkerBoard
 
 Scope = dict[str, Any]
 
@@ -127,6 +128,38 @@ def install_body_limit(app, settings, path_limits: dict[str, int] | None = None)
     """The body limit and deadline; add it first (innermost), so that CORS and the upload check wrap it."""
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds,
                        path_limits=path_limits)
+
+
+class SpreadConnections:
+    """With several workers: a crowded worker closes the keep-alive connection after its answer, so the client's
+    next request is accepted anew, most often by a less busy worker (sibyl.workers). Outermost but the proxy
+    headers: every request counts, whatever answers it."""
+
+    def __init__(self, app, board: WorkerBoard) -> None:
+        self.app = app
+        self.board = board
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        board = self.board
+
+        async def spreading_send(message) -> None:
+            if message["type"] == "http.response.start" and board.crowded():
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        board.enter()
+        try:
+            await self.app(scope, receive, spreading_send)
+        finally:
+            board.leave()
+
+
+def install_spread_connections(app, settings) -> None:
+    if settings.worker_board is not None:
+        app.add_middleware(SpreadConnections, board=WorkerBoard(settings.worker_board))
 
 
 def install_proxy_headers(app, settings) -> None:

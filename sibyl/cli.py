@@ -296,6 +296,7 @@ def cmd_telegram(args) -> int:
 def cmd_serve(args) -> int:
     """Build the index if this data directory has none, then serve the API and the web chat."""
     import os
+    import tempfile
 
     import uvicorn
 
@@ -320,8 +321,16 @@ def cmd_serve(args) -> int:
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
         if not settings.embedding_threads:  # the workers share the cores: one embedding thread each
             os.environ["SIBYL_EMBEDDING_THREADS"] = "1"
-        uvicorn.run("sibyl.server:create_app", factory=True, host=args.host, port=args.port, workers=workers,
-                    log_level=log_level, **server)
+        board = Path(tempfile.gettempdir()) / f"sibyl-workers-{os.getpid()}.bin"
+        os.environ["SIBYL_WORKER_BOARD"] = str(board)
+        # libuv accepts one connection per wake-up: connections arriving together spread over the workers
+        os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+        try:
+            uvicorn.run("sibyl.server:create_app", factory=True, host=args.host, port=args.port, workers=workers,
+                        log_level=log_level, **server)
+        finally:
+            for leftover in (board, board.with_name(board.name + ".lock")):
+                leftover.unlink(missing_ok=True)
     return 0
 
 

@@ -43,7 +43,7 @@ T = TypeVar("T")
 def _cpu_slots() -> anyio.CapacityLimiter:
     # Answering is CPU-bound: a few threads per process (not the default 40) keep the GIL from
     # thrashing under load, and the rest wait in order, which keeps tail latency close to the median.
-    return anyio.CapacityLimiter(int(os.environ.get("XSLOTS", "2")))
+    return anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
 
 
 @dataclass

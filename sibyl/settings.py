@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         0, ge=0, le=32,
         description="uvicorn worker processes for `sibyl serve` (each loads the index); 0 = one per core.",
     )
+    worker_board: Path | None = Field(
+        None, description="Set by `sibyl serve` for its workers (not by hand): the shared file where each "
+        "counts its requests in flight, so a crowded worker asks clients to reconnect (sibyl.workers).",
+    )
 
     # Hardening of the HTTP server (issue 10)
     max_body_bytes: int = Field(

@@ -21,7 +21,9 @@ from sqlalchemy import (
     String,
     Text,
     delete,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
@@ -103,6 +105,11 @@ class UnknownMessage(LookupError):
     """The message id does not exist in that session or is not an answer."""
 
 
+def _row(obj: Base) -> dict[str, Any]:
+    """An ORM object's column values, for a Core insert."""
+    return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
+
+
 class Store:
     def __init__(self, url: str, idle_minutes: int = 60, retention_days: int = 30, audit_retention_days: int = 365,
                  login_state_minutes: float = 15) -> None:
@@ -170,26 +177,33 @@ class Store:
     # --- messages ------------------------------------------------------------------------
     def add_exchange(self, session_id: str, channel: str, question: str, answer: dict,
                      new_session: ChatSession | None = None) -> tuple[Message, Message]:
-        """Store the question and the answer together, so a crash never keeps one without the other."""
-        with self.Session() as db:
+        """Store the question and the answer together, so a crash never keeps one without the other.
+
+        Core statements in one transaction, not the ORM's unit of work: this runs on every answer, and the
+        flush machinery cost more CPU than the writes themselves (issue 18). The returned messages are
+        detached copies of the rows written.
+        """
+        now = utcnow()
+        language = answer.get("language")
+        user = Message(id=new_id(), session_id=session_id, role="user", channel=channel, text=question,
+                       language=language, answered=None, intent=None, mode=None, retrieval_query=None,
+                       sources=None, reply_to=None, created_at=now)
+        bot = Message(id=new_id(), session_id=session_id, role="assistant", channel=channel, text=answer["answer"],
+                      language=language, answered=answer.get("answered"), intent=answer.get("intent"),
+                      mode=answer.get("mode"), retrieval_query=answer.get("retrieval_query") or question,
+                      sources=answer.get("sources"), reply_to=user.id, created_at=now + timedelta(microseconds=1))
+        with self.engine.begin() as conn:
             if new_session is not None:
-                db.add(new_session)
-            now = utcnow()
-            user = Message(id=new_id(), session_id=session_id, role="user", channel=channel, text=question,
-                           language=answer.get("language"), created_at=now)
-            bot = Message(id=new_id(), session_id=session_id, role="assistant", channel=channel, text=answer["answer"],
-                          language=answer.get("language"), answered=answer.get("answered"),
-                          intent=answer.get("intent"), mode=answer.get("mode"),
-                          retrieval_query=answer.get("retrieval_query") or question,
-                          sources=answer.get("sources"), reply_to=user.id,
-                          created_at=now + timedelta(microseconds=1))
-            db.add_all([user, bot])  # ids are ours: one flush, at commit
-            session = new_session or db.get(ChatSession, session_id)
-            if session is not None:
-                session.last_seen_at = now
-                session.language = answer.get("language") or session.language
-            db.commit()
-            return user, bot
+                new_session.last_seen_at = now
+                new_session.language = language or new_session.language
+                conn.execute(insert(ChatSession), [_row(new_session)])
+            else:
+                seen: dict[str, Any] = {"last_seen_at": now}
+                if language:
+                    seen["language"] = language
+                conn.execute(update(ChatSession).where(ChatSession.id == session_id).values(**seen))
+            conn.execute(insert(Message), [_row(user), _row(bot)])
+        return user, bot
 
     def recent_answers(self, session_id: str, turns: int) -> list[Message]:
         """The last assistant messages, oldest first (their retrieval_query is the topic they answered)."""
