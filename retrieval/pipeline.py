@@ -16,7 +16,7 @@ from retrieval.evidence import EvidenceScorer
 from retrieval.facts import build_facts
 from retrieval.glossary import expand
 from retrieval.index import IndexStore, LoadedIndex
-from retrieval.language import detect_language
+from retrieval.language import detect_language, warm_language_detector
 from retrieval.question import analyse, proper_names, required_focus
 from retrieval.retriever import Filters, Hit, HybridRetriever
 from retrieval.text import strip_control
@@ -117,6 +117,12 @@ class Pipeline:
         if language:
             raise BadQuestion("language must be 'it' or 'en'")
         return detect_language(text, fallback or self.config.default_language)
+
+    def warm(self) -> None:
+        """The first question's one-time costs, paid at start by a server rather than by a citizen: lingua's
+        models, the glossary patterns, the embedding engine's first pages."""
+        warm_language_detector()
+        self.search("Lecce: ZTL e piste ciclabili", k=1)
 
     # --- search and answer -------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, language: str | None = None,

@@ -89,7 +89,9 @@ def build_pipeline(settings: Settings, build_if_missing: bool = True,
         if not build_if_missing:
             index.load()  # raises IndexMissing with a clear message
         index.ingest()
-    return Pipeline(settings, index)
+    pipeline = Pipeline(settings, index)
+    pipeline.warm()
+    return pipeline
 
 
 def build_backoffice(settings: Settings, pipeline: Pipeline, store: Store) -> BackOffice:
