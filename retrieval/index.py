@@ -27,7 +27,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -394,12 +394,13 @@ class Vectors:
     ids: list[str]
     matrix: np.ndarray  # float32, one unit row per id
 
-    def ranked(self, query: Sequence[float]) -> list[tuple[str, float]]:
-        """Every id by cosine similarity to `query`, best first (an exact scan: what HNSW approximates)."""
+    def ranked(self, query: Sequence[float]) -> Iterator[tuple[str, float]]:
+        """Every id by cosine similarity to `query`, best first (an exact scan: what HNSW approximates); lazily,
+        as the caller usually stops after a few dozen."""
         q = np.asarray(query, dtype=np.float32)
         sims = self.matrix @ (q / (np.linalg.norm(q) or 1.0))
-        order = np.argsort(-sims, kind="stable")
-        return [(self.ids[i], float(sims[i])) for i in order]
+        for i in np.argsort(-sims, kind="stable").tolist():
+            yield self.ids[i], float(sims[i])
 
 
 @dataclass

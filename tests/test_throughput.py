@@ -208,6 +208,7 @@ def test_serve_defaults_to_one_single_threaded_worker_per_core_and_bench_api_mea
         proc = subprocess.Popen([sys.executable, "-m", "sibyl", "--data-dir", str(tmp_path / "data"), "serve",
                                  "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    board: set[bytes] = set()
     try:
         bench_api.wait_ready(url, proc, log_path, timeout=300)
         cores = len(os.sched_getaffinity(0))
@@ -218,12 +219,18 @@ def test_serve_defaults_to_one_single_threaded_worker_per_core_and_bench_api_mea
         single_threaded = [pid for pid, environ in zip(workers, environs, strict=True)
                            if b"SIBYL_EMBEDDING_THREADS=1" in environ and bench_api.rss_mb(pid) > 50]
         assert len(single_threaded) == cores
+        board |= {environ_line.split(b"=", 1)[1] for environ in environs for environ_line in environ
+                 if environ_line.startswith(b"SIBYL_WORKER_BOARD=")}
+        assert len(board) == (1 if cores > 1 else 0)  # one shared board, for several workers only
         settings_ = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=corpus)
-        report = json.loads(bench_api.run_bench_api(settings_, questions=questions, clients=2, seconds=1, url=url,
-                                                    as_json=True, single_seconds=0.5))
+        before = {pid: bench_api.cpu_seconds([pid]) for pid in single_threaded}
+        report = json.loads(bench_api.run_bench_api(settings_, questions=questions, clients=4 * cores, seconds=2,
+                                                    url=url, as_json=True, single_seconds=0.5))
         assert report["errors"] == 0 and report["ok"] > 0 and report["repeats"] == 0
         assert report["unique_per_s"] > 0 and report["embedding_limit_per_s"] > 0
-        assert report["single_client_p50_ms"] > 0
+        assert report["single_client_p50_ms"] > 0 and report["client_cpu_ms_per_request"] > 0
+        used = [bench_api.cpu_seconds([pid]) - before[pid] for pid in single_threaded]
+        assert min(used) > 0.25 * max(used)  # clients that connected together are spread over every worker
         assert httpx.get(url + "/readyz").status_code == 200
     finally:
         proc.terminate()
@@ -231,6 +238,7 @@ def test_serve_defaults_to_one_single_threaded_worker_per_core_and_bench_api_mea
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    assert not [path for path in board if Path(path.decode()).exists()]  # removed when the server stops
 
 
 @settings(max_examples=400, deadline=None)
