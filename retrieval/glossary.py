@@ -12,7 +12,7 @@ from retrieval.limits import QUERY_CHARS
 from retrieval.text import fold, fold_head
 
 GLOSSARY_PATH = Path(__file__).with_name("glossary.toml")
-# The dense side reads the first Italian and English terms of the first entry a question names.
+# The dense side reads the first Italian and English terms of the entry a question names last.
 ITALIAN_TERMS, ENGLISH_TERMS = 3, 2
 
 
@@ -31,8 +31,8 @@ class Expansion:
 
 def entry_dense_terms(italian: list[str], english: list[str]) -> tuple[str, ...]:
     """One entry's first Italian terms and first English ones, as two texts (the collection holds both
-    languages). Only the first entry a question names is used, so every text is known in advance and its
-    vector computed at ingest: on the dev sets, blending later entries too did not rank better."""
+    languages). Only one entry per question is used (the one named last), so every text is known in advance
+    and its vector computed at ingest: on the dev sets, blending several entries did not rank better."""
     groups = (italian[:ITALIAN_TERMS], english[:ENGLISH_TERMS]) if italian else ()
     return tuple("; ".join(group) for group in groups if group)
 
@@ -84,10 +84,15 @@ def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
     italian: list[str] = []
     english: list[str] = []
     dense: tuple[str, ...] = ()
+    dense_at = -1
     for it, en, any_term, patterns in load_glossary(path):
         if not any_term.search(folded):
             continue
-        dense = dense or entry_dense_terms(it, en)
+        # The dense side follows the entry named last: a follow-up's new focus comes after the topic it
+        # carries over ("turismo … e il commercio?"), and a question's subject usually closes it.
+        last = max(m.start() for m in any_term.finditer(folded))
+        if last > dense_at:
+            dense, dense_at = entry_dense_terms(it, en), last
         terms = it + en
         for term, pattern in zip(terms, patterns, strict=True):
             if found := pattern.search(folded):  # the question's own form too ("anziana", "pisteciclabili")

@@ -327,3 +327,19 @@ def test_ingest_stores_the_glossary_terms_vectors_so_a_question_embeds_only_itse
     assert embeddings.queries == [question]
     text = expand(question).dense[0]
     assert float(index.term_vectors[text] @ np.asarray(embeddings.model.embed_query(text))) > 0.999
+
+
+def test_the_dense_side_follows_the_topic_named_last():
+    """A follow-up carries the previous topic first and its new focus last: the focus steers the dense side."""
+    from retrieval.glossary import entry_dense_terms, load_glossary
+
+    def entry_of(word: str) -> tuple[str, ...]:
+        for it, en, _, _ in load_glossary():
+            if word in it:
+                return entry_dense_terms(it, en)
+        raise AssertionError(word)
+
+    assert expand("turismo nel 2023 e il commercio?").dense == entry_of("commercio")
+    assert expand("commercio nel 2023 e il turismo?").dense == entry_of("turismo")
+    assert expand("novità per il turismo?").dense == entry_of("turismo")
+    assert expand("quanti dipendenti ha il comune?").dense == ()
