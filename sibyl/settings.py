@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0)
     lexical_weight: float = Field(1.0, ge=0)
     dense_expansion: bool = Field(
-        True, description="Append the glossary's Italian terms to the dense query too (not only to BM25)."
+        True, description="Nudge the question's vector towards the Italian and English glossary terms of the entry "
+        "it names last (vectors computed at ingest), not only BM25's query."
     )
     exact_search_max: int = Field(
         20000,
