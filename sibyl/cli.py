@@ -322,6 +322,7 @@ def cmd_serve(args) -> int:
         if not settings.embedding_threads:  # the workers share the cores: one embedding thread each
             os.environ["SIBYL_EMBEDDING_THREADS"] = "1"
         board = Path(tempfile.gettempdir()) / f"sibyl-workers-{os.getpid()}.bin"
+        board.unlink(missing_ok=True)  # a killed server's board (same pid in a restarted container): start empty
         os.environ["SIBYL_WORKER_BOARD"] = str(board)
         # libuv accepts one connection per wake-up: connections arriving together spread over the workers
         os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
