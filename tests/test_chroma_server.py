@@ -136,11 +136,12 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 
 
 def test_api_answers_503_while_the_index_server_is_down(server, replica_a):
+    """Queried in Chroma (a collection above SIBYL_EXACT_SEARCH_MAX): a clear 503 while the server is down."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app
 
-    settings = replica_a.settings.model_copy(update={"rate_limit": ""})
+    settings = replica_a.settings.model_copy(update={"rate_limit": "", "exact_search_max": 0})
     with TestClient(create_app(settings)) as client:
         assert client.post("/api/chat", json={"message": QUESTION}).status_code == 200
         server.stop()
@@ -151,3 +152,21 @@ def test_api_answers_503_while_the_index_server_is_down(server, replica_a):
         finally:
             server.restart()
         assert client.post("/api/chat", json={"message": QUESTION}).status_code == 200
+
+
+def test_api_keeps_answering_from_its_loaded_vectors_while_the_index_server_is_down(server, replica_a):
+    """Scanned in memory (the default for a city's corpus): a Chroma outage does not stop the answers."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    settings = replica_a.settings.model_copy(update={"rate_limit": ""})
+    with TestClient(create_app(settings)) as client:
+        before = client.post("/api/chat", json={"message": QUESTION})
+        assert before.status_code == 200 and before.json()["answered"]
+        server.stop()
+        try:
+            during = client.post("/api/chat", json={"message": "Cosa prevede il DUP per la protezione civile?"})
+            assert during.status_code == 200 and during.json()["answered"] and during.json()["sources"]
+        finally:
+            server.restart()
