@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 
 import anyio
@@ -251,55 +253,53 @@ def _range_or_error(request: Request, dal: str, al: str):
                             422, headers=SECURITY_HEADERS)
 
 
-@router.get("/esporta/domande.csv")
-def export_questions(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
+def _export(request: Request, console, operator, dal: str, al: str, action: str,
+            fetch: Callable[[Any, date, date], list], build: Callable[[list, str], str | bytes],
+            name: str, media_type: str) -> Response:
+    """One export: the period (422 when it is not one), the rows, an audit line, then the file."""
+    xlsx = media_type == XLSX
     got = _range_or_error(request, dal, al)
     if isinstance(got, Response):
         return got
     start, end = got
-    rows = reports.questions(console.services.store, start, end)
-    _audit(console, request, operator, "export_questions", start=start, end=end, rows=len(rows))
-    return _download(present.questions_csv(rows, console.classifier(), language(request)),
-                     f"sibyl-domande-{start}-{end}.csv", CSV)
+    rows = fetch(console.services.store, start, end)
+    _audit(console, request, operator, action, start=start, end=end, rows=len(rows),
+           **({"format": "xlsx"} if xlsx else {}))
+    return _download(build(rows, language(request)), f"{name}-{start}-{end}.{'xlsx' if xlsx else 'csv'}",
+                     media_type)
+
+
+def _sheet(table: tuple[list[str], list[list]], sheet: str, lang: str) -> bytes:
+    header, rows = table
+    return present.xlsx(header, rows, t(lang, sheet))
+
+
+@router.get("/esporta/domande.csv")
+def export_questions(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
+    return _export(request, console, operator, dal, al, "export_questions", reports.questions,
+                   lambda rows, lang: present.questions_csv(rows, console.classifier(), lang),
+                   "sibyl-domande", CSV)
 
 
 @router.get("/esporta/feedback.csv")
 def export_feedback(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
-    got = _range_or_error(request, dal, al)
-    if isinstance(got, Response):
-        return got
-    start, end = got
-    items = reports.feedback_in_range(console.services.store, start, end)
-    _audit(console, request, operator, "export_feedback", start=start, end=end, rows=len(items))
-    return _download(present.feedback_csv(items, language(request)), f"sibyl-feedback-{start}-{end}.csv", CSV)
+    return _export(request, console, operator, dal, al, "export_feedback", reports.feedback_in_range,
+                   present.feedback_csv, "sibyl-feedback", CSV)
 
 
 @router.get("/esporta/domande.xlsx")
 def export_questions_xlsx(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
-    got = _range_or_error(request, dal, al)
-    if isinstance(got, Response):
-        return got
-    start, end = got
-    lang = language(request)
-    rows = reports.questions(console.services.store, start, end)
-    _audit(console, request, operator, "export_questions", start=start, end=end, rows=len(rows), format="xlsx")
-    header, table = present.questions_table(rows, console.classifier(), lang)
-    return _download(present.xlsx(header, table, t(lang, "export_sheet_questions")),
-                     f"sibyl-domande-{start}-{end}.xlsx", XLSX)
+    return _export(request, console, operator, dal, al, "export_questions", reports.questions,
+                   lambda rows, lang: _sheet(present.questions_table(rows, console.classifier(), lang),
+                                             "export_sheet_questions", lang),
+                   "sibyl-domande", XLSX)
 
 
 @router.get("/esporta/feedback.xlsx")
 def export_feedback_xlsx(request: Request, console: ConsoleDep, operator: OperatorDep, dal: str = "", al: str = ""):
-    got = _range_or_error(request, dal, al)
-    if isinstance(got, Response):
-        return got
-    start, end = got
-    lang = language(request)
-    items = reports.feedback_in_range(console.services.store, start, end)
-    _audit(console, request, operator, "export_feedback", start=start, end=end, rows=len(items), format="xlsx")
-    header, table = present.feedback_table(items, lang)
-    return _download(present.xlsx(header, table, t(lang, "export_sheet_feedback")),
-                     f"sibyl-feedback-{start}-{end}.xlsx", XLSX)
+    return _export(request, console, operator, dal, al, "export_feedback", reports.feedback_in_range,
+                   lambda rows, lang: _sheet(present.feedback_table(rows, lang), "export_sheet_feedback", lang),
+                   "sibyl-feedback", XLSX)
 
 
 # --- documents ----------------------------------------------------------------------------------------
