@@ -341,10 +341,7 @@ class IndexStore:
         rows = []
         english: dict[str, dict] = {}
         seen = 0
-        while True:
-            got = collection.get(include=["documents", "metadatas"], limit=PAGE, offset=seen)
-            if not got["ids"]:
-                break
+        for got in _pages(collection, ["documents", "metadatas"]):
             seen += len(got["ids"])
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
                 meta = dict(meta or {})
@@ -438,6 +435,17 @@ def _load_term_vectors(gen_dir: Path) -> dict[str, np.ndarray]:
     return dict(zip(texts, matrix, strict=True))
 
 
+def _pages(collection, include: list[str]) -> Iterator[Any]:
+    """The collection's rows, PAGE at a time (one unbounded get of a large collection is slow and big)."""
+    seen = 0
+    while True:
+        got = collection.get(include=include, limit=PAGE, offset=seen)
+        if not len(got["ids"]):
+            return
+        seen += len(got["ids"])
+        yield got
+
+
 def _vectors(collection, limit: int) -> Vectors | None:
     """The collection's vectors in memory when it holds at most `limit` of them (None otherwise).
 
@@ -449,10 +457,7 @@ def _vectors(collection, limit: int) -> Vectors | None:
         return None
     ids: list[str] = []
     rows: list[Any] = []
-    while True:
-        got = collection.get(include=["embeddings"], limit=PAGE, offset=len(ids))
-        if not len(got["ids"]):
-            break
+    for got in _pages(collection, ["embeddings"]):
         ids += got["ids"]
         rows += list(got["embeddings"])
     if not ids:
