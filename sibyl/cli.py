@@ -340,7 +340,8 @@ def _server_options(settings) -> dict:
     applies SIBYL_TRUSTED_PROXIES), header and keep-alive deadlines, header size, connection limit."""
     from api.middleware import GuardedHttpToolsProtocol
 
-    options: dict = {"proxy_headers": False, "timeout_keep_alive": settings.keep_alive_seconds,
+    options: dict = {"proxy_headers": False, "access_log": False,  # the app logs each request (observability)
+                     "timeout_keep_alive": settings.keep_alive_seconds,
                      "limit_concurrency": settings.max_connections or None,
                      "h11_max_incomplete_event_size": 64 * 1024}
     if GuardedHttpToolsProtocol is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,10 +29,13 @@ class Reply(Mapping[str, Any]):
     suggestions: list[str]
     followup: bool
     suggestion_labels: list[str] = field(default_factory=list)  # the same, at most 40 characters (phone buttons)
+    # The answer's dict when the caller has it already (the stored one): built once per reply (issue 18)
+    answer_dict: InitVar[dict[str, Any] | None] = None
     _payload: dict[str, Any] = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        payload = {**self.answer.to_dict(), "session_id": self.session_id, "message_id": self.message_id,
+    def __post_init__(self, answer_dict: dict[str, Any] | None) -> None:
+        answer = answer_dict if answer_dict is not None else self.answer.to_dict()
+        payload = {**answer, "session_id": self.session_id, "message_id": self.message_id,
                    "suggestions": self.suggestions, "followup": self.followup,
                    "suggestion_labels": self.suggestion_labels or list(self.suggestions)}
         object.__setattr__(self, "_payload", payload)
@@ -93,12 +96,12 @@ class ConversationService:
                 answer.answer = f"{answer.answer}\n\n{pointer}"
                 answer.lead = f"{answer.lead}\n\n{pointer}" if answer.lead else answer.answer
         stored = answer.to_dict()
-        _, bot_message = self.store.add_exchange(session.id, channel, question, stored,
-                                                 new_session=session if new else None)
+        _, bot_id = self.store.add_exchange(session.id, channel, question, stored,
+                                            new_session=session if new else None)
         record_answer(channel, stored)  # metrics + this request's (or bot update's) log line
         suggested = suggestions_of(answer, self.pipeline.index.records, self._translate())
-        return Reply(answer, session.id, bot_message.id, [s.question for s in suggested],
-                     resolved.followup, [s.label for s in suggested])
+        return Reply(answer, session.id, bot_id, [s.question for s in suggested],
+                     resolved.followup, [s.label for s in suggested], answer_dict=stored)
 
     def _translate(self) -> Callable[[str], str | None] | None:
         """The reviewed English of an Italian line (area names in English suggestions), if the pipeline has it."""

@@ -105,6 +105,10 @@ class UnknownMessage(LookupError):
     """The message id does not exist in that session or is not an answer."""
 
 
+_INSERT_SESSION = insert(ChatSession)
+_INSERT_MESSAGE = insert(Message)
+
+
 def _row(obj: Base) -> dict[str, Any]:
     """An ORM object's column values, for a Core insert."""
     return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
@@ -176,34 +180,37 @@ class Store:
 
     # --- messages ------------------------------------------------------------------------
     def add_exchange(self, session_id: str, channel: str, question: str, answer: dict,
-                     new_session: ChatSession | None = None) -> tuple[Message, Message]:
-        """Store the question and the answer together, so a crash never keeps one without the other.
+                     new_session: ChatSession | None = None) -> tuple[str, str]:
+        """Store the question and the answer together, so a crash never keeps one without the other; returns
+        their message ids.
 
-        Core statements in one transaction, not the ORM's unit of work: this runs on every answer, and the
-        flush machinery cost more CPU than the writes themselves (issue 18). The returned messages are
-        detached copies of the rows written.
+        Core statements on plain rows in one transaction, not the ORM's unit of work or ORM objects: this
+        runs on every answer, and that machinery cost more CPU than the writes themselves (issue 18).
         """
         now = utcnow()
         language = answer.get("language")
-        user = Message(id=new_id(), session_id=session_id, role="user", channel=channel, text=question,
-                       language=language, answered=None, intent=None, mode=None, retrieval_query=None,
-                       sources=None, reply_to=None, created_at=now)
-        bot = Message(id=new_id(), session_id=session_id, role="assistant", channel=channel, text=answer["answer"],
-                      language=language, answered=answer.get("answered"), intent=answer.get("intent"),
-                      mode=answer.get("mode"), retrieval_query=answer.get("retrieval_query") or question,
-                      sources=answer.get("sources"), reply_to=user.id, created_at=now + timedelta(microseconds=1))
+        user_id, bot_id = new_id(), new_id()
+        common = {"session_id": session_id, "channel": channel, "language": language}
+        rows = [
+            {**common, "id": user_id, "role": "user", "text": question, "answered": None, "intent": None,
+             "mode": None, "retrieval_query": None, "sources": None, "reply_to": None, "created_at": now},
+            {**common, "id": bot_id, "role": "assistant", "text": answer["answer"], "answered": answer.get("answered"),
+             "intent": answer.get("intent"), "mode": answer.get("mode"),
+             "retrieval_query": answer.get("retrieval_query") or question, "sources": answer.get("sources"),
+             "reply_to": user_id, "created_at": now + timedelta(microseconds=1)},
+        ]
         with self.engine.begin() as conn:
             if new_session is not None:
                 new_session.last_seen_at = now
                 new_session.language = language or new_session.language
-                conn.execute(insert(ChatSession), [_row(new_session)])
+                conn.execute(_INSERT_SESSION, [_row(new_session)])
             else:
                 seen: dict[str, Any] = {"last_seen_at": now}
                 if language:
                     seen["language"] = language
                 conn.execute(update(ChatSession).where(ChatSession.id == session_id).values(**seen))
-            conn.execute(insert(Message), [_row(user), _row(bot)])
-        return user, bot
+            conn.execute(_INSERT_MESSAGE, rows)
+        return user_id, bot_id
 
     def recent_answers(self, session_id: str, turns: int) -> list[Message]:
         """The last assistant messages, oldest first (their retrieval_query is the topic they answered)."""
