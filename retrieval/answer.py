@@ -33,7 +33,7 @@ from retrieval.facts import (
 )
 from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
-from retrieval.question import Analysis, analyse, rank_direction
+from retrieval.question import Analysis, analyse, asks_achievement, rank_direction
 from retrieval.retriever import Hit
 from retrieval.translations import Translations
 
@@ -196,6 +196,7 @@ def _printed(text: str) -> list[str]:
 
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
+_YEARS = re.compile(r"\b(?:19|20)\d\d\b")
 _ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
 
@@ -554,12 +555,21 @@ class Composer:
                                   for f in cast("list[Figure]", figures.fact))
                 return t(language, "lead_quantity_figures", title=figures.hit.record["title"], figures=shown), []
             fact = next((d.fact for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
-            if fact is not None:
+            if fact is not None and asks_achievement(question):
                 if fact.realised is None:
                     note = self._name(fact.note or "", language) or t(language, "not_measured_note")
                     return t(language, "lead_quantity_area_none", name=self._name(fact.name, language), note=note), []
                 return t(language, "lead_quantity_area", name=self._name(fact.name, language),
                          pct=format_percent(fact.realised, language)), []
+            # An amount asked ("how much is the tourist tax?", "how many km?") that no figure or area average
+            # answers: a neutral lead (a "yes:" or "done:" about some objective would read as the answer),
+            # first saying that no passage about to be cited gives a figure, when none does.
+            rest, extra = self._lead(question, language, analysis.without("quantity", "status", "yesno"), drafts,
+                                     notes)
+            if any(re.search(r"\d", _YEARS.sub("", d.text)) for d in drafts if not isinstance(d.fact, AreaResult)):
+                return rest, extra
+            notes.append("quantity: no figure in the cited passages")
+            return f"{t(language, 'lead_quantity_none')} {rest or t(language, 'lead')}", extra
         if analysis.has("who") and top is not None:
             people = [m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
                       if isinstance(m, Mention) and m.kind == "person"]

@@ -31,6 +31,11 @@ class Analysis:
     def has(self, kind: str) -> bool:
         return kind in self.kinds
 
+    def without(self, *drop: str) -> Analysis:
+        """The same analysis minus some kinds (the composer, once it has said what it cannot give)."""
+        kinds = tuple(k for k in self.kinds if k not in drop) or ("overview",)
+        return Analysis(kinds[0], kinds, self.year)
+
 
 @lru_cache(maxsize=2)
 def _patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
@@ -87,11 +92,11 @@ def required_focus(question: str, language: str) -> list[str]:
 
 
 @lru_cache(maxsize=2)
-def _rank_patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
+def _word_patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     out = {}
-    for name in ("rank_low", "rank_high"):
+    for name in ("rank_low", "rank_high", "achievement"):
         terms = [fold(t) for lang in ("it", "en") for t in data.get(name, {}).get(lang, [])]
         out[name] = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)")
     return out
@@ -100,10 +105,16 @@ def _rank_patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
 def rank_direction(question: str) -> str:
     """'low', 'high' (best, or which reached 100%) for a ranking question; 'high' when unsaid."""
     text = fold(question)
-    for name, pattern in _rank_patterns().items():
-        if pattern.search(text):
+    for name in ("rank_low", "rank_high"):
+        if _word_patterns()[name].search(text):
             return name.removeprefix("rank_")
     return "high"
+
+
+def asks_achievement(question: str) -> bool:
+    """A quantity question about how far the plan got ("what percentage…", "livello di realizzazione"),
+    which an area's 2023 average answers; "how much is the tax" or "how many km" it does not."""
+    return bool(_word_patterns()["achievement"].search(fold(question)))
 
 
 _PROPER = re.compile(r"(?<=[\w,;:] )([A-ZÀ-Ý][a-zà-ÿ]{3,})\b")

@@ -108,6 +108,29 @@ def test_rank_lead_is_computed_from_the_area_averages(pipeline):
     assert answer.bullets[0].kind == "done" and answer.bullets[0].realised is not None
 
 
+@pytest.mark.parametrize("question,language", [
+    ("How much is the tourist tax in Lecce?", "en"),
+    ("quanto costa la tassa di soggiorno?", "it"),
+    ("how many km of cycle lanes does the city have?", "en"),
+])
+def test_an_amount_the_documents_do_not_give_is_said_first(pipeline, question, language):
+    from prompts import text
+
+    answer = pipeline.ask(question)
+    assert answer.answered and answer.language == language
+    # No cited line has a figure: the lead says so before what the documents do say, and does not offer an
+    # area's achievement average (or a "yes:") as if it answered the amount.
+    assert answer.lead.startswith(text(language, "lead_quantity_none"))
+    assert "quantity: no figure in the cited passages" in answer.notes
+    assert text(language, "lead_quantity_area").split("{")[0] not in answer.lead
+
+
+def test_an_achievement_question_still_gets_the_area_average(pipeline):
+    answer = pipeline.ask("Qual è la percentuale di realizzazione dell'area mobilità sostenibile nel 2023?")
+    assert answer.answered and answer.lead.startswith("Nel 2023 l'area «Mobilità sostenibile»")
+    assert "100,00%" in answer.lead
+
+
 def test_bullets_are_marked_and_clean(pipeline):
     answer = pipeline.ask("Cosa fa il Comune per il trasporto pubblico?")
     assert answer.answered and {b.kind for b in answer.bullets} <= {"planned", "done", "info"}

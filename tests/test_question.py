@@ -12,7 +12,7 @@ from retrieval.answer import Bullet, content_words, near_duplicate, render
 from retrieval.corpus import load_corpus
 from retrieval.facts import build_facts, strip_label
 from retrieval.index import chunk_record
-from retrieval.question import analyse, rank_direction, required_focus
+from retrieval.question import analyse, asks_achievement, rank_direction, required_focus
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -41,6 +41,13 @@ def test_question_kinds(question, kind):
 def test_year_makes_a_planned_question():
     analysis = analyse("e nel 2027 cosa succede con il museo?")
     assert analysis.year == 2027 and analysis.has("planned")
+
+
+def test_achievement_is_a_kind_of_quantity_question():
+    assert asks_achievement("che percentuale di realizzazione ha avuto l'area mobilità?")
+    assert asks_achievement("what was the average score of the culture area?")
+    assert not asks_achievement("quanto costa il parcheggio in centro?")
+    assert not asks_achievement("how many km of cycle lanes are there?")
 
 
 def test_rank_direction_both_languages():
