@@ -416,7 +416,9 @@ def test_feedback_review(client, app):
 # --- topics and CSV ---------------------------------------------------------------------------------------
 def test_topics_chart_and_csv(client, app):
     services = app.state.services
-    services.conversation.reply("=HYPERLINK(\"http://x\") mobilità sostenibile", channel="web")
+    reply = services.conversation.reply("=HYPERLINK(\"http://x\") mobilità sostenibile", channel="web")
+    for rating, voter in ((1, "topics:a"), (-1, "topics:b")):  # its own votes: the test runs alone too
+        services.store.add_feedback(reply.session_id, reply.message_id, rating, voter=voter)
     r = client.get("/operatore/temi")
     assert r.status_code == 200
     svg = re.search(r"<svg.*?</svg>", r.text, re.S).group(0)
