@@ -21,6 +21,8 @@ from typing import Any, cast
 import prompts
 from retrieval.evidence import GENERIC, Evidence, EvidenceScorer
 from retrieval.facts import (
+    COUNT_PATTERN,
+    DATE_PATTERN,
     AreaResult,
     Figure,
     ListFact,
@@ -196,6 +198,28 @@ def _printed(text: str) -> list[str]:
 
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
+def _date_in(text: str, language: str) -> str:
+    """A date quoted from a passage ("7 novembre 2024"), with its month named in the answer's language."""
+    m = DATE_PATTERN.fullmatch(text.strip())
+    if m is None:
+        return text
+    day, month, year = m.groups()
+    italian = [name.lower() for name in prompts.messages("it")["months"]]
+    name = prompts.messages(language)["months"][italian.index(month.lower())]
+    return " ".join(part for part in (day, name, year) if part)
+
+
+def _count_in(text: str, language: str) -> str:
+    """A head count quoted from a passage ("circa 25 persone"), in the answer's language."""
+    m = COUNT_PATTERN.fullmatch(text.strip())
+    if m is None:
+        return text
+    number, noun = m.groups()
+    noun = prompts.messages(language)["count_nouns"].get(noun.lower(), noun)
+    about = text.strip().lower().startswith(("circa", "about", "around"))
+    return prompts.text(language, "count_about", n=number, noun=noun) if about else f"{number} {noun}"
+
+
 _YEARS = re.compile(r"\b(?:19|20)\d\d\b")
 _ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
@@ -585,8 +609,8 @@ class Composer:
             date = next((m.text for m in mentions if m.kind == "date"), None)
             count = next((m.text for m in mentions if m.kind == "count" and "comuni" not in m.text), None)
             if date:
-                return t(language, "lead_when", date=date,
-                         count=t(language, "lead_count", count=count) if count else ""), []
+                return t(language, "lead_when", date=_date_in(date, language),
+                         count=t(language, "lead_count", count=_count_in(count, language)) if count else ""), []
         if analysis.year and analysis.year >= 2025 and planned is not None:
             marked = [d for d in drafts if d.kind == "planned" and analysis.year in d.years
                       and d.years != self._period(d)]

@@ -29,13 +29,13 @@ _KIND = re.compile(r"\s*\((attività di (?:sviluppo|miglioramento))(?:;\s*anni (
 _YEARS_ONLY = re.compile(r"\s*\(anni ([\d, ]+)\)\s*$")
 _FIGURE = re.compile(r"^[•\-·]?\s*([A-ZÀ-Ý][\wÀ-ÿ ]{2,30}):\s*(\d[\d.,]*)\s*$")
 _MONEY_LABEL = re.compile(r"investiment|finanziament|import|budget|spes|costo|euro", re.IGNORECASE)
-_DATE = re.compile(
+DATE_PATTERN = re.compile(
     r"\b(?:(\d{1,2})\s+)?(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|"
     r"novembre|dicembre)(?:\s+(\d{4}))?\b", re.IGNORECASE)
 _PERSON = re.compile(
     r"\b((?:il |la |del |della |dell')?(?:Dott\.(?:ssa)?|Dr\.|prof\.(?:ssa)?|Prof\.(?:ssa)?|sindaco|assessore[\w ]*?,?|"
     r"Ing\.|Avv\.|Arch\.))\s*((?:[A-Z][a-zà-ÿ']+\s?){2,3})")
-_COUNT = re.compile(r"\b(?:circa|about|around)?\s*(\d+)\s+(persone|partecipanti|comuni|people|participants)\b",
+COUNT_PATTERN = re.compile(r"\b(?:circa|about|around)?\s*(\d+)\s+(persone|partecipanti|comuni|people|participants)\b",
                     re.IGNORECASE)
 
 
@@ -277,11 +277,11 @@ def _prose(facts: PlanFacts, pid: str, rec: dict) -> None:
         mention = Mention("person", f"{m.group(1).strip()} {m.group(2).strip()}".strip(), pid)
         facts.mentions.append(mention)
         facts._index(pid, mention)
-    for m in _DATE.finditer(text):
+    for m in DATE_PATTERN.finditer(text):
         mention = Mention("date", m.group(0), pid)
         facts.mentions.append(mention)
         facts._index(pid, mention)
-    for m in _COUNT.finditer(text):
+    for m in COUNT_PATTERN.finditer(text):
         mention = Mention("count", m.group(0).strip(), pid)
         facts.mentions.append(mention)
         facts._index(pid, mention)
