@@ -206,7 +206,9 @@ def _date_in(text: str, language: str) -> str:
     day, month, year = m.groups()
     italian = [name.lower() for name in prompts.messages("it")["months"]]
     name = prompts.messages(language)["months"][italian.index(month.lower())]
-    return " ".join(part for part in (day, name, year) if part)
+    if not day:
+        return prompts.text(language, "date_month_year", month=name, year=year) if year else name
+    return prompts.text(language, "date_day_year" if year else "date_day", day=day, month=name, year=year)
 
 
 def _count_in(text: str, language: str) -> str:
@@ -595,7 +597,9 @@ class Composer:
             notes.append("quantity: no figure in the cited passages")
             return f"{t(language, 'lead_quantity_none')} {rest or t(language, 'lead')}", extra
         if analysis.has("who") and top is not None:
-            people = [m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
+            # People of the best passage only: a name in a lesser one (the City Lab's speakers under a question
+            # about the social services) would read as the answer.
+            people = [m.text for d in drafts[:1] for m in self.facts.of(d.hit.record["id"])
                       if isinstance(m, Mention) and m.kind == "person"]
             lst = next((d.fact for d in drafts[:3] if isinstance(d.fact, ListFact)), None)
             if lst is not None:
