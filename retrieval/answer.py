@@ -33,7 +33,7 @@ from retrieval.facts import (
     format_percent,
     strip_label,
 )
-from retrieval.glossary import expand
+from retrieval.glossary import entries_named, expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
 from retrieval.question import Analysis, analyse, asks_achievement, rank_direction
 from retrieval.retriever import Hit
@@ -403,6 +403,29 @@ class Composer:
             return _Draft(score + 0.5, rank, line, hit, fact=lst, parts=(intro, list(lst.items)))
         return _Draft(score, rank, strip_label(line), hit)
 
+    def _asked(self, question: str, language: str) -> tuple[list[str], list[tuple[str, ...]]]:
+        """What a yes/no question asks about: the content words of its first question that the documents use
+        anywhere (a word they never use cannot be checked, and is often chatter: "actually", "yet"), and its
+        glossary terms."""
+        asked = question.split("?")[0]  # the question, not the chatter after it ("…orari? lavoro in centro e…")
+        terms = [w for w in self.scorer.content_terms(asked) if self.scorer.known(w, language)]
+        return terms, entries_named(asked)
+
+    def _names(self, draft: _Draft, asked: tuple[list[str], list[tuple[str, ...]]], language: str) -> bool:
+        """The item names at least two thirds of the asked words, in Italian or in its reviewed English (a
+        glossary term counts for the words of the entry: "ZTL" for "zona a traffico limitato")."""
+        terms, entries = asked
+        if not terms:
+            return True
+        english = self.english(draft.text) or ""
+        tokens = set(analyze(draft.text, "it")) | set(analyze(english, "en"))
+        item_words = set(words(f"{draft.text} {english}"))
+        by_glossary = {w for entry in entries if any(set(words(g)) <= item_words for g in entry)
+                       for g in entry for w in words(g)}
+        named = sum(1 for w in terms if w in by_glossary
+                    or _stemmer("it").stemWord(w) in tokens or _stemmer("en").stemWord(w) in tokens)
+        return named * 3 >= len(terms) * 2
+
     def english(self, text: str) -> str | None:
         """The reviewed English of an Italian text (a line, a name, a joined bullet), or None."""
         if self.translations is None:
@@ -630,6 +653,13 @@ class Composer:
         else:
             planned_same = planned
         if (analysis.has("status") or analysis.has("yesno")) and (planned or done):
+            # "Yes:", "It is planned:" and "Partly:" only about an item that names what was asked: "is the ZTL
+            # active at night?" is not answered yes by a study of the ZTL's rules.
+            asked = self._asked(question, language)
+            would_say = bool((planned_same and done) or (done and done.realised is not None) or planned)
+            done = done if done is not None and self._names(done, asked, language) else None
+            planned_same = planned_same if done is not None else None
+            planned = planned if planned is not None and self._names(planned, asked, language) else None
             if planned_same and done:
                 planned = planned_same
                 return t(language, "lead_partly", done=short(done.text), planned=short(planned.text),
@@ -639,6 +669,10 @@ class Composer:
                          pct=format_percent(done.realised, language)), []
             if planned:
                 return t(language, "lead_planned", planned=short(planned.text)), []
+            if would_say:
+                notes.append("yes/no: no item about to be cited names what was asked")
+                rest, extra = self._lead(question, language, analysis.without("status", "yesno"), drafts, notes)
+                return f"{t(language, 'lead_not_direct')} {rest or t(language, 'lead')}", extra
         results = [d.fact for d in drafts if isinstance(d.fact, ResultObjective)]
         if results and all(r.realised is None for r in results):  # an unmeasured area: say why, not a count
             unmeasured = next((a for a in self.facts.areas

@@ -77,6 +77,12 @@ def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str]
     return entries
 
 
+def entries_named(question: str, path: Path = GLOSSARY_PATH) -> list[tuple[str, ...]]:
+    """The terms (Italian and English) of each glossary entry the question names, entry by entry."""
+    folded = fold_head(question, QUERY_CHARS)
+    return [tuple(it + en) for it, en, any_term, _ in load_glossary(path) if any_term.search(folded)]
+
+
 def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
     """Glossary entries the question names; every pattern scans it, so only its head is read."""
     folded = fold_head(question, QUERY_CHARS)

@@ -131,6 +131,26 @@ def test_an_achievement_question_still_gets_the_area_average(pipeline):
     assert "100,00%" in answer.lead
 
 
+@pytest.mark.parametrize("question,language", [
+    ("Is the ZTL active at night?", "en"),
+    ("c'è il wifi gratuito in città?", "it"),
+])
+def test_no_yes_about_an_item_that_does_not_name_what_was_asked(pipeline, question, language):
+    from prompts import text
+
+    answer = pipeline.ask(question)
+    assert answer.answered and answer.language == language
+    # A study of the ZTL's rules is no "yes" to its night hours: the lead says the documents do not say it.
+    assert answer.lead.startswith(text(language, "lead_not_direct")), answer.lead
+    for key in ("lead_done", "lead_planned", "lead_partly"):
+        assert not answer.lead.startswith(text(language, key).split(":")[0] + ":"), answer.lead
+
+
+def test_a_yes_no_lead_picks_the_item_that_names_the_question(pipeline):
+    answer = pipeline.ask("ma la ztl cambia orari? lavoro in centro e non capisco")
+    assert answer.lead.startswith("È previsto") and "orari ZTL" in answer.lead, answer.lead
+
+
 def test_bullets_are_marked_and_clean(pipeline):
     answer = pipeline.ask("Cosa fa il Comune per il trasporto pubblico?")
     assert answer.answered and {b.kind for b in answer.bullets} <= {"planned", "done", "info"}
