@@ -282,3 +282,14 @@ def test_old_postgresql_database_is_stamped_and_upgraded_keeping_rows(postgres):
     assert current(old) is None
     old.dispose()
     check_old_rows_kept(url)
+
+
+def test_concurrent_handoffs_open_one_case_on_postgresql(postgres):
+    """The session-row lock that keeps two simultaneous handoffs to one case, on the production database."""
+    from sibyl.backoffice.cases import Cases
+    from sibyl.store import Store
+    from tests.test_urp_handoff import open_together
+
+    store = Store(_new_database(postgres))
+    assert open_together(store, Cases(store.engine)) == [1] * 12
+    store.engine.dispose()

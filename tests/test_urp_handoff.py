@@ -233,3 +233,40 @@ def test_any_note_text_is_kept_or_refused_with_a_known_message(env, text):
         assert cases.get(case_id).notes[-1].text == text.replace("\x00", "").strip()
     cases.save_draft(case_id, "mario", "Oggetto\x00", text[:4000])
     assert cases.get(case_id).case.draft == text[:4000].replace("\x00", "")
+
+
+def open_together(store, cases, sessions: int = 12) -> list[int]:
+    """Two handoffs of each session at the same moment (a double click, the web chat and Telegram): the number
+    of cases each session ends up with."""
+    import threading
+
+    def hand_over(barrier, session_id: str, messages, errors: list[BaseException]) -> None:
+        barrier.wait()
+        try:
+            cases.open(session_id, messages, "web", "it", email="a@example.org")
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    counts = []
+    for n in range(sessions):
+        session = store.open_session(None, channel="web").session
+        store.add_exchange(session.id, "web", f"{UNANSWERED} {n}", {"answer": "Non lo so.", "answered": False,
+                                                                  "language": "it"})
+        barrier, errors = threading.Barrier(2), []
+        args = (barrier, session.id, store.messages(session.id), errors)
+        threads = [threading.Thread(target=hand_over, args=args) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        counts.append(len(cases.for_session(session.id)))
+    return counts
+
+
+def test_concurrent_handoffs_of_one_conversation_open_one_case(tmp_path):
+    from sibyl.backoffice.cases import Cases
+    from sibyl.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'race.db'}")
+    assert open_together(store, Cases(store.engine)) == [1] * 12

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from sibyl.backoffice import audit
 from sibyl.db import Base, utcnow
+from sibyl.store import ChatSession
 
 STATUSES = ("nuovo", "in_carico", "risposto", "chiuso")
 OPEN = ("nuovo", "in_carico", "risposto")
@@ -200,6 +201,11 @@ class Cases:
         now = utcnow()
         who = f"citizen:{channel}"
         with self.Session() as db:
+            # Two handoffs of one conversation at once (a double click, the web chat and Telegram) must find
+            # each other's case: a no-op write to the session row first takes the write lock (SQLite) or the
+            # row lock (PostgreSQL) before the look-up, so the second waits and then sees the first's case.
+            db.execute(update(ChatSession).where(ChatSession.id == session_id)
+                       .values(last_seen_at=ChatSession.last_seen_at))
             case = db.scalars(select(Case).where(Case.session_id == session_id, Case.status.in_(OPEN))
                               .order_by(Case.id.desc()).limit(1)).first()
             created = case is None
