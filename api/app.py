@@ -23,7 +23,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from api import documents, errors, handoff, middleware, routes, stream, voice, web
 from api import operator as operator_console
 from api.operator.deps import Console
-from sibyl.observability import install_observability
+from sibyl.observability import install_observability, process_exiting
 from sibyl.services import Services, build_services
 from sibyl.settings import Settings, get_settings
 from sibyl.store import Store
@@ -62,6 +62,7 @@ async def lifespan(app: FastAPI):
         with contextlib.suppress(asyncio.CancelledError):
             await purge
         services.close()
+        process_exiting()
 
 
 def create_app(settings: Settings | None = None, *,

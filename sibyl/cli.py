@@ -296,6 +296,7 @@ def cmd_telegram(args) -> int:
 def cmd_serve(args) -> int:
     """Build the index if this data directory has none, then serve the API and the web chat."""
     import os
+    import shutil
     import tempfile
 
     import uvicorn
@@ -321,6 +322,10 @@ def cmd_serve(args) -> int:
         os.environ["SIBYL_CORPUS_DIR"] = str(settings.corpus_dir)
         if not settings.embedding_threads:  # the workers share the cores: one embedding thread each
             os.environ["SIBYL_EMBEDDING_THREADS"] = "1"
+        # /metrics sums every worker's metrics (prometheus_client's multiprocess mode): a fresh folder per run
+        metrics = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="sibyl-metrics-")
+        if metrics is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
         board = Path(tempfile.gettempdir()) / f"sibyl-workers-{os.getpid()}.bin"
         board.unlink(missing_ok=True)  # a killed server's board (same pid in a restarted container): start empty
         os.environ["SIBYL_WORKER_BOARD"] = str(board)
@@ -332,6 +337,9 @@ def cmd_serve(args) -> int:
         finally:
             for leftover in (board, board.with_name(board.name + ".lock")):
                 leftover.unlink(missing_ok=True)
+            if metrics is not None:
+                os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+                shutil.rmtree(metrics, ignore_errors=True)
     return 0
 
 

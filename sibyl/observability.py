@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -21,7 +22,16 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from structlog.typing import Processor
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -37,10 +47,14 @@ UPDATES = Counter("sibyl_bot_updates", "Bot updates handled, by channel, kind an
                   ["channel", "kind", "result"])
 UPDATE_LATENCY = Histogram("sibyl_bot_update_duration_seconds", "Time to handle one bot update.", ["channel"],
                            buckets=_LATENCY_BUCKETS)
-INDEX_CHUNKS = Gauge("sibyl_index_chunks", "Chunks in the index generation this process serves.")
-INDEX_DOCUMENTS = Gauge("sibyl_index_documents", "Documents in the index generation this process serves.")
-INDEX_BUILD_SECONDS = Gauge("sibyl_index_build_seconds", "How long the served generation took to ingest.")
-INDEX_LOADED_AT = Gauge("sibyl_index_loaded_timestamp_seconds", "When this process loaded its index generation.")
+INDEX_CHUNKS = Gauge("sibyl_index_chunks", "Chunks in the index generation this process serves.",
+                     multiprocess_mode="livemostrecent")
+INDEX_DOCUMENTS = Gauge("sibyl_index_documents", "Documents in the index generation this process serves.",
+                        multiprocess_mode="livemostrecent")
+INDEX_BUILD_SECONDS = Gauge("sibyl_index_build_seconds", "How long the served generation took to ingest.",
+                            multiprocess_mode="livemostrecent")
+INDEX_LOADED_AT = Gauge("sibyl_index_loaded_timestamp_seconds", "When this process loaded its index generation.",
+                        multiprocess_mode="livemostrecent")
 LLM_UNSUPPORTED = Counter("sibyl_llm_unsupported_sentences",
                           "Model-answer sentences not supported by the sources they cite, by language and by what "
                           "was shown instead (outcome: trimmed = the rest of the model answer, extractive = the "
@@ -325,7 +339,23 @@ def _route_template(scope) -> str:
 async def metrics_endpoint():
     from starlette.responses import Response
 
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics; with several workers (`sibyl serve` sets PROMETHEUS_MULTIPROC_DIR for them)
+    every worker's, summed: a scrape reaches one worker, and must not see only that worker's share."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def process_exiting() -> None:
+    """A worker stops: its live gauges (the index it served) leave the summed view; its counters stay."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def install_observability(app, settings=None) -> None:

@@ -232,6 +232,17 @@ def test_serve_defaults_to_one_single_threaded_worker_per_core_and_bench_api_mea
         used = [bench_api.cpu_seconds([pid]) - before[pid] for pid in single_threaded]
         assert min(used) > 0.25 * max(used)  # clients that connected together are spread over every worker
         assert httpx.get(url + "/readyz").status_code == 200
+        # A scrape reaches one worker but counts every worker's answers: as many as the database stored.
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "db") as db:
+            stored = db.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()[0]
+        for _ in range(3):
+            metrics = httpx.get(url + "/metrics", headers={"Connection": "close"}).text
+            answers = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                          if line.startswith("sibyl_answers_total{"))
+            assert answers == stored > report["ok"] / 2, (answers, stored)
+            assert "sibyl_index_chunks " in metrics
     finally:
         proc.terminate()
         try:
