@@ -33,7 +33,7 @@ from retrieval.facts import (
     format_percent,
     strip_label,
 )
-from retrieval.glossary import entries_named, expand
+from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
 from retrieval.question import Analysis, analyse, asks_achievement, rank_direction
 from retrieval.retriever import Hit
@@ -198,6 +198,11 @@ def _printed(text: str) -> list[str]:
 
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
+_YEARS = re.compile(r"\b(?:19|20)\d\d\b")
+_ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
+MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
+
+
 def _date_in(text: str, language: str) -> str:
     """A date quoted from a passage ("7 novembre 2024"), with its month named in the answer's language."""
     m = DATE_PATTERN.fullmatch(text.strip())
@@ -216,15 +221,9 @@ def _count_in(text: str, language: str) -> str:
     m = COUNT_PATTERN.fullmatch(text.strip())
     if m is None:
         return text
-    number, noun = m.groups()
+    about, number, noun = m.groups()
     noun = prompts.messages(language)["count_nouns"].get(noun.lower(), noun)
-    about = text.strip().lower().startswith(("circa", "about", "around"))
     return prompts.text(language, "count_about", n=number, noun=noun) if about else f"{number} {noun}"
-
-
-_YEARS = re.compile(r"\b(?:19|20)\d\d\b")
-_ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
-MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
 
 
 def named_terms(question: str) -> list[frozenset[str]]:
@@ -403,15 +402,15 @@ class Composer:
             return _Draft(score + 0.5, rank, line, hit, fact=lst, parts=(intro, list(lst.items)))
         return _Draft(score, rank, strip_label(line), hit)
 
-    def _asked(self, question: str, language: str) -> tuple[list[str], list[tuple[str, ...]]]:
+    def _asked(self, question: str, language: str) -> tuple[list[str], tuple[tuple[str, ...], ...]]:
         """What a yes/no question asks about: the content words of its first question that the documents use
         anywhere (a word they never use cannot be checked, and is often chatter: "actually", "yet"), and its
         glossary terms."""
         asked = question.split("?")[0]  # the question, not the chatter after it ("…orari? lavoro in centro e…")
         terms = [w for w in self.scorer.content_terms(asked) if self.scorer.known(w, language)]
-        return terms, entries_named(asked)
+        return terms, expand(asked).entries
 
-    def _names(self, draft: _Draft, asked: tuple[list[str], list[tuple[str, ...]]], language: str) -> bool:
+    def _names(self, draft: _Draft, asked: tuple[list[str], tuple[tuple[str, ...], ...]], language: str) -> bool:
         """The item names at least two thirds of the asked words, in Italian or in its reviewed English (a
         glossary term counts for the words of the entry: "ZTL" for "zona a traffico limitato")."""
         terms, entries = asked

@@ -35,8 +35,8 @@ DATE_PATTERN = re.compile(
 _PERSON = re.compile(
     r"\b((?:il |la |del |della |dell')?(?:Dott\.(?:ssa)?|Dr\.|prof\.(?:ssa)?|Prof\.(?:ssa)?|sindaco|assessore[\w ]*?,?|"
     r"Ing\.|Avv\.|Arch\.))\s*((?:[A-Z][a-zà-ÿ']+\s?){2,3})")
-COUNT_PATTERN = re.compile(r"\b(?:circa|about|around)?\s*(\d+)\s+(persone|partecipanti|comuni|people|participants)\b",
-                    re.IGNORECASE)
+COUNT_PATTERN = re.compile(r"\b(circa|about|around)?\s*(\d+)\s+(persone|partecipanti|comuni|people|participants)\b",
+                           re.IGNORECASE)
 
 
 def strip_label(text: str) -> str:

@@ -23,6 +23,8 @@ class Expansion:
     english: tuple[str, ...]
     # The texts whose vectors nudge the question's on the dense side (see entry_dense_terms).
     dense: tuple[str, ...] = ()
+    # Each named entry's terms (Italian and English), entry by entry.
+    entries: tuple[tuple[str, ...], ...] = ()
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -77,12 +79,6 @@ def load_glossary(path: Path = GLOSSARY_PATH) -> list[tuple[list[str], list[str]
     return entries
 
 
-def entries_named(question: str, path: Path = GLOSSARY_PATH) -> list[tuple[str, ...]]:
-    """The terms (Italian and English) of each glossary entry the question names, entry by entry."""
-    folded = fold_head(question, QUERY_CHARS)
-    return [tuple(it + en) for it, en, any_term, _ in load_glossary(path) if any_term.search(folded)]
-
-
 def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
     """Glossary entries the question names; every pattern scans it, so only its head is read."""
     folded = fold_head(question, QUERY_CHARS)
@@ -91,6 +87,7 @@ def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
     english: list[str] = []
     dense: tuple[str, ...] = ()
     dense_at = -1
+    entries: list[tuple[str, ...]] = []
     for it, en, any_term, patterns in load_glossary(path):
         if not any_term.search(folded):
             continue
@@ -100,9 +97,10 @@ def expand(question: str, path: Path = GLOSSARY_PATH) -> Expansion:
         if last > dense_at:
             dense, dense_at = entry_dense_terms(it, en), last
         terms = it + en
+        entries.append(tuple(terms))
         for term, pattern in zip(terms, patterns, strict=True):
             if found := pattern.search(folded):  # the question's own form too ("anziana", "pisteciclabili")
                 matched += [term] if found.group(0) == fold(term) else [term, found.group(0)]
         italian += [t for t in it if t not in italian]
         english += [t for t in en if t not in english]
-    return Expansion(tuple(dict.fromkeys(matched)), tuple(italian), tuple(english), dense)
+    return Expansion(tuple(dict.fromkeys(matched)), tuple(italian), tuple(english), dense, tuple(entries))
