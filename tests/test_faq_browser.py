@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -40,7 +41,8 @@ def server(settings, built_index, tmp_path_factory):
 def test_an_approved_verified_answer_reaches_the_web_chat(server, tmp_path):
     url = server["url"]
     d = make_driver(tmp_path / "profile", width=1280, height=1000)
-    wait = WebDriverWait(d, 60)
+    # the console re-renders after a save or an approval: an element read while it is replaced is read again
+    wait = WebDriverWait(d, 60, ignored_exceptions=(StaleElementReferenceException,))
     try:
         d.get(url + "/operatore/login")
         d.find_element(By.ID, "username").send_keys("mario")

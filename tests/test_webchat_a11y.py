@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -166,6 +167,8 @@ def test_without_javascript_the_page_is_labelled_and_answers(server, driver, axe
         session = d.find_element(By.CSS_SELECTOR, "input[name=session_id]").get_attribute("value")
         assert session  # the next question continues the same conversation
         d.find_element(By.ID, "lang-toggle").click()  # a plain GET: the page in English
+        WebDriverWait(d, 30, ignored_exceptions=(StaleElementReferenceException,)).until(  # the new page loaded
+            lambda x: x.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
         assert d.find_element(By.CSS_SELECTOR, "label[for=q]").text == UI_EN["input_label"]
         assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     finally:
