@@ -42,6 +42,8 @@ from retrieval.translations import Translations
 MAX_SOURCES = 5
 MAX_BULLETS = 5
 DUP_THRESHOLD = 0.6  # below the scorer's 0.75: near-duplicates never reach the citizen
+# A yes/no question's asked words: those the documents use, its glossary entries, how many they never use.
+_Asked = tuple[list[str], tuple[tuple[str, ...], ...], int]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý“\"'])")
 _LIST_HEADER = re.compile(
     r"^(Attività|Obiettivi operativi di sviluppo 2023|Media di realizzazione per area|Obiettivi strategici .*):$")
@@ -402,28 +404,58 @@ class Composer:
             return _Draft(score + 0.5, rank, line, hit, fact=lst, parts=(intro, list(lst.items)))
         return _Draft(score, rank, strip_label(line), hit)
 
-    def _asked(self, question: str, language: str) -> tuple[list[str], tuple[tuple[str, ...], ...]]:
-        """What a yes/no question asks about: the content words of its first question that the documents use
-        anywhere (a word they never use cannot be checked, and is often chatter: "actually", "yet"), and its
-        glossary terms."""
+    def _asked(self, question: str, language: str) -> _Asked:
+        """What a yes/no question asks about: the content words of its first question (known ones are looked
+        for in the item; a word the documents never use, "night" in "is there a night bus?", cannot be named by
+        any item), and its glossary terms."""
         asked = question.split("?")[0]  # the question, not the chatter after it ("…orari? lavoro in centro e…")
-        terms = [w for w in self.scorer.content_terms(asked) if self.scorer.known(w, language)]
-        return terms, expand(asked).entries
+        terms = self.scorer.content_terms(asked)
+        entries = expand(asked).entries
+        glossary = {w for entry in entries for g in entry for w in words(g)}
+        known = [w for w in terms if w in glossary or self.scorer.known(w, language)]
+        return known, entries, len(terms) - len(known)
 
-    def _names(self, draft: _Draft, asked: tuple[list[str], tuple[tuple[str, ...], ...]], language: str) -> bool:
+    def _names(self, draft: _Draft, asked: _Asked, language: str) -> bool:
         """The item names at least two thirds of the asked words, in Italian or in its reviewed English (a
         glossary term counts for the words of the entry: "ZTL" for "zona a traffico limitato")."""
-        terms, entries = asked
+        terms, entries, unknown = asked
         if not terms:
-            return True
-        english = self.english(draft.text) or ""
-        tokens = set(analyze(draft.text, "it")) | set(analyze(english, "en"))
-        item_words = set(words(f"{draft.text} {english}"))
-        by_glossary = {w for entry in entries if any(set(words(g)) <= item_words for g in entry)
-                       for g in entry for w in words(g)}
-        named = sum(1 for w in terms if w in by_glossary
-                    or _stemmer("it").stemWord(w) in tokens or _stemmer("en").stemWord(w) in tokens)
-        return named * 3 >= len(terms) * 2
+            return not unknown
+        named, things = self._named(draft.text, asked)
+        # A word no document uses may be a synonym ("abroad" for "international") or the very point ("night"
+        # in "is there a night bus?"): with one, the item must name at least two asked things to be trusted.
+        return named * 3 >= len(terms) * 2 and (not unknown or things >= 2)
+
+    def _named(self, text: str, asked: _Asked) -> tuple[int, int]:
+        """How many of the asked words a text names, in Italian or in its reviewed English, and how many
+        things: the words of one glossary term ("strisce blu") are one thing."""
+        terms, entries, _ = asked
+        english = self.english(text) or ""
+        tokens = set(analyze(text, "it")) | set(analyze(english, "en"))
+        item_words = set(words(f"{text} {english}"))
+        things: dict[str, int] = {}  # a named word -> its glossary entry (or its own position)
+        for i, w in enumerate(terms):
+            entry = next((n for n, e in enumerate(entries) if any(w in words(g) for g in e)
+                          and any(set(words(g)) <= item_words for g in e)), None)
+            if entry is not None:
+                things[w] = -1 - entry
+            elif _stemmer("it").stemWord(w) in tokens or _stemmer("en").stemWord(w) in tokens:
+                things[w] = i
+        return len(things), len(set(things.values()))
+
+    def _quoted(self, draft: _Draft, asked: _Asked) -> str:
+        """The part of an item a yes/no lead quotes: the objective, or its activity when that is what names the
+        question's words (a traffic plan listed under a tourism objective is quoted as the traffic plan)."""
+        sep = f" – {prompts.text('it', 'activity' if draft.kind == 'planned' else 'operational')}: "
+        if sep not in draft.text:
+            return draft.text
+        head, tail = draft.text.split(sep, 1)
+        named_head, named_tail = self._named(head, asked)[0], self._named(tail, asked)[0]
+        # A 2023 percentage belongs to the objective: its operational labels ("Adoption of the PUMS") are
+        # quoted only when the objective names nothing asked, or "Adoption… 100%" would read as done.
+        if draft.kind == "planned":
+            return tail if named_tail > named_head else head
+        return tail if named_head == 0 and named_tail > 0 else head
 
     def english(self, text: str) -> str | None:
         """The reviewed English of an Italian text (a line, a name, a joined bullet), or None."""
@@ -659,27 +691,46 @@ class Composer:
             done = done if done is not None and self._names(done, asked, language) else None
             planned_same = planned_same if done is not None else None
             planned = planned if planned is not None and self._names(planned, asked, language) else None
+            def quoted(d: _Draft) -> str | None:  # an English lead quotes only a reviewed translation
+                part = self._quoted(d, asked)
+                return _short(part, 140) if language == "it" else \
+                    (_short(english, 140) if (english := self.english(part)) else None)
+
+            def answered(key: str, sentence: str) -> str:  # "Yes: the 2023 report…" to a yes/no question only
+                if not analysis.has("yesno"):
+                    return sentence
+                return f"{t(language, 'answer_' + key)}: {sentence[:1].lower()}{sentence[1:]}"
+
             if planned_same and done:
                 planned = planned_same
-                return t(language, "lead_partly", done=short(done.text), planned=short(planned.text),
-                         pct=format_percent(done.realised, language) if done.realised is not None else "–"), []
+                pct = format_percent(done.realised, language) if done.realised is not None else "–"
+                said = quoted(done), quoted(planned)
+                return answered("partly", t(language, "lead_partly_unnamed", pct=pct) if None in said else
+                                t(language, "lead_partly", done=said[0], planned=said[1], pct=pct)), []
             if done and done.realised is not None:
-                return t(language, "lead_done", done=short(done.text),
-                         pct=format_percent(done.realised, language)), []
+                pct = format_percent(done.realised, language)
+                said_done = quoted(done)
+                return answered("done", t(language, "lead_done", done=said_done, pct=pct) if said_done
+                                else t(language, "lead_done_unnamed", pct=pct)), []
             if planned:
-                return t(language, "lead_planned", planned=short(planned.text)), []
+                said_planned = quoted(planned)
+                return answered("planned", t(language, "lead_planned", planned=said_planned) if said_planned
+                                else t(language, "lead_planned_unnamed")), []
             if would_say:
                 notes.append("yes/no: no item about to be cited names what was asked")
                 rest, extra = self._lead(question, language, analysis.without("status", "yesno"), drafts, notes)
                 return f"{t(language, 'lead_not_direct')} {rest or t(language, 'lead')}", extra
         results = [d.fact for d in drafts if isinstance(d.fact, ResultObjective)]
-        if results and all(r.realised is None for r in results):  # an unmeasured area: say why, not a count
+        # An unmeasured area asked how it went: say why there is no figure, not a count ("any help for small
+        # shops?" gets the overview, not the area's missing percentage).
+        if results and all(r.realised is None for r in results) and analysis.has("status"):
             unmeasured = next((a for a in self.facts.areas
                                if a.number == results[0].area and a.realised is None), None)
             if unmeasured is not None:
                 note = (unmeasured.note or "").rstrip(".") if language == "it" and unmeasured.note \
                     else t(language, "not_measured_note")
-                return t(language, "lead_quantity_area_none", name=unmeasured.name, note=note), []
+                return t(language, "lead_quantity_area_none", name=self._name(unmeasured.name, language),
+                         note=note), []
         n_plan = len({id(d.fact) for d in drafts if d.kind == "planned"})
         n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
         if n_plan or n_done:

@@ -36,6 +36,10 @@ GENERIC = set(
         "collect", "collected", "reach", "reached", "make", "making", "get", "getting", "give", "provide", "providing",
         "offer", "offering", "support", "supporting", "manage", "managing", "help", "helping", "according", "page",
         "pages", "document", "documents", "novita", "news", "nuovo", "nuova", "nuovi", "nuove", "new", "ogni", "every",
+        # Folded adverbs and modals a question carries around its topic ("si può…", "qui", "still", "actually").
+        "puo", "possono", "posso", "qui", "qua", "gia", "ancora", "cosi", "sara", "saranno", "adesso", "ora", "oggi",
+        "still", "actually", "really", "just", "also", "too", "here", "now", "today",
+        "pensa", "pensare", "pensando", "think", "thinking", "servono", "serve", "need", "needs", "vorrei", "want",
     ]
 )
 

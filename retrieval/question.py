@@ -78,16 +78,27 @@ def _service_patterns(path: Path = QUESTION_WORDS) -> tuple[dict[str, re.Pattern
         terms = sorted((fold(t) for t in data.get(lang, [])), key=len, reverse=True)
         by_lang[lang] = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)")
     places = "|".join(re.escape(fold(t)) for t in data.get("place", []))
-    return by_lang, re.compile(r"(?<!\w)(?:" + places + r")\s+([\w']+)")
+    # "viale della Libertà": the name is the word after the preposition, not "della".
+    linking = "|".join(re.escape(fold(t)) for t in sorted(data.get("place_linking", []), key=len, reverse=True))
+    return by_lang, re.compile(r"(?<!\w)(?:" + places + r")\s+(?:(?:" + linking + r")(?:\s+|(?<=')))?([\w']+)")
+
+
+def question_part(question: str) -> str:
+    """The question without a remark after its last question mark ("…a Lecce? in viale X è un inferno"):
+    a street or a name in the remark is context, not what must be found."""
+    head, mark, tail = question.rpartition("?")
+    asks = len(re.findall(r"\w+", head)) >= 3  # "ciao? lavori in via Roma…": the question is the tail
+    return head + mark if mark and tail.strip() and asks else question
 
 
 def required_focus(question: str, language: str) -> list[str]:
     """Phrases the documents must name for the question to be answerable: a desk-service request
-    (opening hours, a fine, a certificate, a collection day, the weather) or a street/place name."""
+    (opening hours, a fine, a certificate, a collection day, the weather) anywhere in the message, or a
+    street/place name in the question itself."""
     text = fold(question)
     by_lang, place = _service_patterns()
     found = [m.group(0) for m in by_lang.get(language, by_lang["it"]).finditer(text)]
-    found += [m.group(1).strip() for m in place.finditer(text)]
+    found += [m.group(1).strip() for m in place.finditer(fold(question_part(question)))]
     return found
 
 
@@ -121,5 +132,5 @@ _PROPER = re.compile(r"(?<=[\w,;:] )([A-ZÀ-Ý][a-zà-ÿ]{3,})\b")
 
 
 def proper_names(question: str) -> list[str]:
-    """Capitalised words inside the sentence (a city, a person, a street): candidates for required focus."""
-    return _PROPER.findall(question)
+    """Capitalised words inside the question (a city, a person, a street): candidates for required focus."""
+    return _PROPER.findall(question_part(question))

@@ -134,6 +134,10 @@ def test_an_achievement_question_still_gets_the_area_average(pipeline):
 @pytest.mark.parametrize("question,language", [
     ("Is the ZTL active at night?", "en"),
     ("c'è il wifi gratuito in città?", "it"),
+    # A word no document uses is the point of the question: a bus line is no "yes" to a night bus.
+    ("Is there a night bus?", "en"),
+    # "strisce blu" is the paid parking the plans revise; whether it grows they do not say.
+    ("le strisce blu aumentano?", "it"),
 ])
 def test_no_yes_about_an_item_that_does_not_name_what_was_asked(pipeline, question, language):
     from prompts import text
@@ -142,8 +146,32 @@ def test_no_yes_about_an_item_that_does_not_name_what_was_asked(pipeline, questi
     assert answer.answered and answer.language == language
     # A study of the ZTL's rules is no "yes" to its night hours: the lead says the documents do not say it.
     assert answer.lead.startswith(text(language, "lead_not_direct")), answer.lead
-    for key in ("lead_done", "lead_planned", "lead_partly"):
-        assert not answer.lead.startswith(text(language, key).split(":")[0] + ":"), answer.lead
+    for key in ("answer_done", "answer_planned", "answer_partly"):
+        assert not answer.lead.startswith(text(language, key) + ":"), answer.lead
+
+
+def test_an_english_yes_quotes_the_reviewed_english_of_the_item(pipeline):
+    answer = pipeline.ask("Will the ZTL hours be reviewed?")
+    assert answer.lead.startswith("It is planned: the DUP 2025-2027 plans “Review the ZTL hours"), answer.lead
+
+
+def test_a_status_question_gets_the_facts_without_a_yes(pipeline):
+    answer = pipeline.ask("a che punto sono gli studi del PUMS?")
+    assert answer.lead.startswith("Nel 2023 «Prosecuzione degli studi per la scrittura del Pums"), answer.lead
+    assert "100,00%" in answer.lead
+
+
+def test_a_yes_quotes_the_activity_that_names_the_question(pipeline):
+    # The general traffic plan is listed under an objective about tourism: the lead quotes the plan.
+    answer = pipeline.ask("c'è un piano per il traffico?")
+    assert "Piano Generale del Traffico" in answer.lead and "destagionalizzazione" not in answer.lead, answer.lead
+
+
+def test_an_unmeasured_area_is_said_only_when_asked_how_it_went(pipeline):
+    went = pipeline.ask("how did trade go in 2023?")
+    assert went.lead.startswith("In 2023 the area “Trade” has no achievement percentage"), went.lead
+    helped = pipeline.ask("any help for small shops?")
+    assert helped.answered and "no achievement percentage" not in helped.lead, helped.lead
 
 
 def test_a_yes_no_lead_picks_the_item_that_names_the_question(pipeline):

@@ -61,6 +61,8 @@ def test_rank_direction_both_languages():
     ("come si paga una multa per divieto di sosta?", "it", "multa"),
     ("What are the opening hours of the museum?", "en", "opening hours"),
     ("lavori in via Roma quando finiscono?", "it", "roma"),
+    ("lavori in viale della Libertà quando finiscono?", "it", "liberta"),
+    ("ciao? lavori in via Roma quando finiscono", "it", "roma"),
 ])
 def test_required_focus(question, language, focus):
     assert focus in required_focus(question, language)
@@ -68,6 +70,11 @@ def test_required_focus(question, language, focus):
 
 def test_no_required_focus_in_a_plan_question():
     assert required_focus("Cosa prevede il DUP per la mobilità sostenibile?", "it") == []
+
+
+def test_a_street_in_a_remark_after_the_question_is_not_required():
+    # The question is the traffic plan; the street is where the asker suffers it.
+    assert required_focus("c'è un piano per il traffico a lecce? in viale della libertà è un inferno", "it") == []
 
 
 @given(st.text(max_size=300))
