@@ -201,8 +201,17 @@ def _printed(text: str) -> list[str]:
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
 _YEARS = re.compile(r"\b(?:19|20)\d\d\b")
+_NAME_TAIL = re.compile(r"(?:[A-Z][a-zà-ÿ']+\s?){2,3}$")  # "assessore all'Innovazione, Alessandro Delli Noci"
 _ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
+
+
+def _as_subject(mention: str) -> str:
+    """An Italian mention as the object of a sentence: "del sindaco X" -> "il sindaco X"."""
+    for of, article in (("della ", "la "), ("dello ", "lo "), ("del ", "il "), ("dell'", "l'")):
+        if mention.lower().startswith(of):
+            return article + mention[len(of):]
+    return mention
 
 
 def _date_in(text: str, language: str) -> str:
@@ -468,6 +477,23 @@ class Composer:
         english = self._english_draft(draft) if language == "en" else None
         return [key, content_words(english)] if english else [key]
 
+    def _role_people(self, passage: str, asked: _Asked, language: str) -> tuple[list[str], str | None]:
+        """The people a passage names with a role the question asks about ("il sindaco X"), and its date."""
+        mentions = [m for m in self.facts.of(passage) if isinstance(m, Mention)]
+        people = [_as_subject(m.text) if language == "it" else self._english_person(m.text) for m in mentions
+                  if m.kind == "person" and self._named(_ARTICLE.sub("", m.text), asked)[0] > 0]
+        return people, next((m.text for m in mentions if m.kind == "date"), None) if people else None
+
+    def _english_person(self, mention: str) -> str:
+        """A person with their title in English ("Mayor Paolo Perrone"), or their name alone where the title
+        has no reviewed English."""
+        bare = _ARTICLE.sub("", mention)
+        english = self.english(bare)
+        if english is not None:
+            return english
+        name = _NAME_TAIL.search(bare)
+        return name.group(0).strip() if name else bare
+
     def _english_draft(self, draft: _Draft) -> str | None:
         return self.english(draft.text) if draft.parts is None else self._english_list(*draft.parts)
 
@@ -535,6 +561,8 @@ class Composer:
         names = named_terms(question)
         drafts = [d for rank, hit in enumerate(pool)
                   if (d := self._draft(question, rank, hit, stems, analysis, language, names)) is not None]
+        if analysis.has("who") and not seen:
+            drafts = self._role_first(question, language, hits, drafts, stems, analysis, names)
         strongest = max((d.score for d in drafts[:MAX_SOURCES]), default=0.0)
         # The top passage is kept for its rank alone only when its own words name something asked: one that came
         # first by embedding similarity (an English twin of a general page) gives way to the passages that do.
@@ -604,6 +632,20 @@ class Composer:
                       evidence={"score": evidence.score, "coverage": evidence.coverage, "dense": evidence.dense},
                       lead=lead, bullets=bullets, notes=notes)
 
+    def _role_first(self, question: str, language: str, hits: list[Hit], drafts: list[_Draft], stems: set[str],
+                    analysis: Analysis, names: list[frozenset[str]]) -> list[_Draft]:
+        """A role asked ("who is the mayor?"): the retrieved passage naming a person with it comes first, even
+        from past the first five (its words match, while the embedding prefers the general pages)."""
+        asked = self._asked(question, language)
+        if any(self._role_people(d.hit.record["id"], asked, language)[0] for d in drafts[:3]):
+            return drafts
+        for hit in hits:
+            if self._role_people(hit.record["id"], asked, language)[0]:
+                draft = self._draft(question, 0, hit, stems, analysis, language, names)
+                if draft is not None:
+                    return [draft, *(d for d in drafts if d.hit.record["id"] != hit.record["id"])]
+        return drafts
+
     def _lead(self, question: str, language: str, analysis: Analysis, drafts: list[_Draft],
               notes: list[str]) -> tuple[str, list[_Draft]]:
         """The first sentence, from facts of the passages about to be cited (plus the area table for ranks)."""
@@ -651,6 +693,15 @@ class Composer:
             notes.append("quantity: no figure in the cited passages")
             return f"{t(language, 'lead_quantity_none')} {rest or t(language, 'lead')}", extra
         if analysis.has("who") and top is not None:
+            # A role asked ("who is the mayor?") is answered by the person a passage names with that role, with
+            # the passage's date: the documents' mayor of 2013 is not said to be today's.
+            asked = self._asked(question, language)
+            for d in drafts[:3]:
+                role, date = self._role_people(d.hit.record["id"], asked, language)
+                if role:
+                    notes.append("who: the person named with the role asked")
+                    return t(language, "lead_who_role", people=", ".join(dict.fromkeys(role)),
+                             date=t(language, "lead_who_date", date=_date_in(date, language)) if date else ""), []
             # People of the best passage only: a name in a lesser one (the City Lab's speakers under a question
             # about the social services) would read as the answer.
             people = [m.text for d in drafts[:1] for m in self.facts.of(d.hit.record["id"])
@@ -660,7 +711,7 @@ class Composer:
                 return t(language, "lead_who_list", items="; ".join(self._name(i, language) for i in lst.items)), []
             if people:
                 if language == "en":  # "la prof.ssa X" -> "Prof. X" where a reviewed translation exists
-                    people = [self._name(_ARTICLE.sub("", p), language) for p in people]
+                    people = [self._english_person(p) for p in people]
                 return t(language, "lead_who_people", people=", ".join(dict.fromkeys(people))), []
         if analysis.has("when") and top is not None:
             mentions = [m for d in drafts[:3] for m in self.facts.of(d.hit.record["id"]) if isinstance(m, Mention)]

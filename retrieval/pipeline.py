@@ -23,6 +23,7 @@ from retrieval.text import strip_control
 from retrieval.translations import TranslationStore
 
 log = logging.getLogger(__name__)
+WHO_DEPTH = 3  # extra passages a "who" question looks through for a person named with the role asked
 
 
 class BadQuestion(ValueError):
@@ -168,7 +169,10 @@ class Pipeline:
             return self._canned(question, lang, kind)
         query = retrieval_query or question
         expansion = expand(query)
-        hits = self.retriever.search(query, k=self.config.top_k, filters=filters, expansion=expansion, language=lang)
+        analysis = analyse(question)
+        # "who is the mayor?": the passage naming a person with the role may rank below the general pages.
+        depth = self.config.top_k + (WHO_DEPTH if analysis.has("who") else 0)
+        hits = self.retriever.search(query, k=depth, filters=filters, expansion=expansion, language=lang)
         top_dense = max((h.dense for h in hits), default=0.0)
         # The question's focus must be in the evidence: a desk-service request or a name the
         # documents never use is declined even when generic words match well.
@@ -187,7 +191,7 @@ class Pipeline:
                                "uncovered": evidence.uncovered}
             answer.retrieval_query = query if query != question else None
             return answer
-        answer = self.composer.compose(question, lang, hits, list(expansion.terms), evidence, analyse(question),
+        answer = self.composer.compose(question, lang, hits, list(expansion.terms), evidence, analysis,
                                        previous_bullets)
         answer.retrieval_query = query if query != question else None
         return answer

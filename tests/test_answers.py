@@ -207,3 +207,16 @@ def test_followup_does_not_repeat_the_previous_bullets(pipeline):
     old = [content_words(b.text) for b in first.bullets]
     repeated = [b for b in second.bullets if any(near_duplicate(content_words(b.text), o, 0.75) for o in old)]
     assert len(repeated) * 2 < len(second.bullets)
+
+
+@pytest.mark.parametrize("question,person,date", [
+    ("chi è il sindaco di lecce?", "il sindaco Paolo Perrone", "marzo 2013"),
+    ("chi è l'assessore all'innovazione?", "Alessandro Delli Noci", "marzo 2013"),
+    ("who is the mayor of Lecce?", "Mayor Paolo Perrone", "March 2013"),
+])
+def test_a_role_asked_is_answered_by_the_person_named_with_it_and_the_date(pipeline, question, person, date):
+    # The Smart City page names the mayor of March 2013 beside a list of partners: the lead names the person
+    # with the role and the page's date, not the partners, and does not present 2013's mayor as today's.
+    answer = pipeline.ask(question)
+    assert answer.answered and person in answer.lead and date in answer.lead, answer.lead
+    assert "DHITECH" not in answer.lead
