@@ -33,8 +33,8 @@ DATE_PATTERN = re.compile(
     r"\b(?:(\d{1,2})\s+)?(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|"
     r"novembre|dicembre)(?:\s+(\d{4}))?\b", re.IGNORECASE)
 _PERSON = re.compile(
-    r"\b((?:il |la |del |della |dell['’])?(?:Dott\.(?:ssa)?|Dr\.|prof\.(?:ssa)?|Prof\.(?:ssa)?|sindaco|assessore(?:[\w '’]*,)?|"
-    r"Ing\.|Avv\.|Arch\.))\s*((?:[A-Z][a-zà-ÿ']+\s?){2,3})")
+    r"\b((?:il |la |del |della |dell['’])?(?:Dott\.(?:ssa)?|Dr\.|prof\.(?:ssa)?|Prof\.(?:ssa)?|sindaco|"
+    r"assessore(?:[\w '’]*,)?|Ing\.|Avv\.|Arch\.))\s*((?:[A-Z][a-zà-ÿ']+\s?){2,3})")
 COUNT_PATTERN = re.compile(r"\b(circa|about|around)?\s*(\d+)\s+(persone|partecipanti|comuni|people|participants)\b",
                            re.IGNORECASE)
 
