@@ -35,7 +35,7 @@ from retrieval.facts import (
 )
 from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
-from retrieval.question import Analysis, analyse, asks_achievement, rank_direction
+from retrieval.question import Analysis, analyse, asks_achievement, asks_head_count, rank_direction
 from retrieval.retriever import Hit
 from retrieval.translations import Translations
 
@@ -418,7 +418,7 @@ class Composer:
         for in the item; a word the documents never use, "night" in "is there a night bus?", cannot be named by
         any item), and its glossary terms."""
         asked = question.split("?")[0]  # the question, not the chatter after it ("…orari? lavoro in centro e…")
-        terms = self.scorer.content_terms(asked)
+        terms = [w for w in self.scorer.content_terms(asked) if not _YEARS.fullmatch(w)]  # a year is the frame
         entries = expand(asked).entries
         glossary = {w for entry in entries for g in entry for w in words(g)}
         known = [w for w in terms if w in glossary or self.scorer.known(w, language)]
@@ -676,6 +676,12 @@ class Composer:
                 shown = ", ".join(f"{self._name(f.label, language).lower()} {f.display(language)}"
                                   for f in cast("list[Figure]", figures.fact))
                 return t(language, "lead_quantity_figures", title=figures.hit.record["title"], figures=shown), []
+            # "how many people took part?": a head count the passages give (with a "when", the date lead says both)
+            count = next((m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
+                          if isinstance(m, Mention) and m.kind == "count" and "comuni" not in m.text), None)
+            if count is not None and not analysis.has("when") and asks_head_count(question):
+                notes.append("quantity: the head count of the cited passage")
+                return t(language, "lead_quantity_count", count=_count_in(count, language)), []
             fact = next((d.fact for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
             if fact is not None and asks_achievement(question):
                 if fact.realised is None:
@@ -738,6 +744,8 @@ class Composer:
             # "Yes:", "It is planned:" and "Partly:" only about an item that names what was asked: "is the ZTL
             # active at night?" is not answered yes by a study of the ZTL's rules.
             asked = self._asked(question, language)
+            if not analysis.has("yesno"):  # "com'è andata…", "how did … go": unknown words frame a status question
+                asked = (asked[0], asked[1], 0)
             would_say = bool((planned_same and done) or (done and done.realised is not None) or planned)
             done = done if done is not None and self._names(done, asked, language) else None
             planned_same = planned_same if done is not None else None

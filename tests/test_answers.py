@@ -220,3 +220,23 @@ def test_a_role_asked_is_answered_by_the_person_named_with_it_and_the_date(pipel
     answer = pipeline.ask(question)
     assert answer.answered and person in answer.lead and date in answer.lead, answer.lead
     assert "DHITECH" not in answer.lead
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("quante persone hanno partecipato al city lab?", "I documenti indicano circa 25 persone."),
+    ("how many people attended the City Lab?", "The documents give about 25 people."),
+])
+def test_a_head_count_question_is_answered_by_the_count(pipeline, question, expected):
+    answer = pipeline.ask(question)
+    assert answer.answered and answer.lead.startswith(expected), answer.lead
+
+
+def test_rotonde_is_the_everyday_word_for_the_plans_rotatorie(pipeline):
+    answer = pipeline.ask("rotonde nuove in città?")
+    assert answer.answered and any("rotatori" in b.text.lower() for b in answer.bullets), answer.answer
+
+
+def test_a_status_question_is_not_doubted_for_its_framing_words(pipeline):
+    # "com'è andata" uses words no document does; they frame the question, they are not its topic.
+    answer = pipeline.ask("com'è andato il trasporto pubblico nel 2023?")
+    assert answer.lead.startswith("Nel 2023 «"), answer.lead
