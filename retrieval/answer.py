@@ -201,6 +201,7 @@ def _printed(text: str) -> list[str]:
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
 _YEARS = re.compile(r"\b(?:19|20)\d\d\b")
+FRAGMENT_WORDS = 4  # the follow-up rule's own bound (retrieval/followup.py)
 _NAME_TAIL = re.compile(r"(?:[A-Z][a-zà-ÿ']+\s?){2,3}$")  # "assessore all'Innovazione, Alessandro Delli Noci"
 _ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
@@ -780,9 +781,12 @@ class Composer:
                 rest, extra = self._lead(question, language, analysis.without("status", "yesno"), drafts, notes)
                 return f"{t(language, 'lead_not_direct')} {rest or t(language, 'lead')}", extra
         results = [d.fact for d in drafts if isinstance(d.fact, ResultObjective)]
-        # An unmeasured area asked how it went: say why there is no figure, not a count ("any help for small
-        # shops?" gets the overview, not the area's missing percentage).
-        if results and all(r.realised is None for r in results) and analysis.has("status"):
+        # An unmeasured area asked about ("e il commercio?" after a question on the 2023 results): say why there
+        # is no figure, not a count; a yes/no or a plan question ("any help for small shops?") gets the overview.
+        # A fragment of a few words is a follow-up, whatever its opening looks like.
+        fragment = len(question.split()) <= FRAGMENT_WORDS
+        if results and all(r.realised is None for r in results) and not analysis.has("planned") \
+                and (fragment or not analysis.has("yesno")):
             unmeasured = next((a for a in self.facts.areas
                                if a.number == results[0].area and a.realised is None), None)
             if unmeasured is not None:
