@@ -181,6 +181,16 @@ class Pipeline:
             name for name in proper_names(question)
             if not self.scorer.known(name.lower(), lang) and name.casefold() not in glossary_words]
         evidence = self.scorer.score(query, [h.id for h in hits], top_dense, expansion, required, lang)
+        if hits and not evidence.uncovered and evidence.score < self.config.abstain_threshold:
+            # About to decline: look once more, for the passages holding a specific word of the question
+            # that the best ones lack ("che cos'è il progetto City4Age?" against an English-only page).
+            again = self.retriever.search(query, k=depth, filters=filters, expansion=expansion, language=lang,
+                                          rescue=True)
+            if [h.id for h in again] != [h.id for h in hits]:
+                top_again = max((h.dense for h in again), default=0.0)
+                retry = self.scorer.score(query, [h.id for h in again], top_again, expansion, required, lang)
+                if retry.score >= self.config.abstain_threshold and not retry.uncovered:
+                    hits, evidence = again, retry
         if not hits or evidence.uncovered or evidence.score < self.config.abstain_threshold:
             answer = self._canned(question, lang, "abstain")
             if hits and evidence.uncovered:

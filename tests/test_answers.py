@@ -240,3 +240,11 @@ def test_a_status_question_is_not_doubted_for_its_framing_words(pipeline):
     # "com'è andata" uses words no document does; they frame the question, they are not its topic.
     answer = pipeline.ask("com'è andato il trasporto pubblico nel 2023?")
     assert answer.lead.startswith("Nel 2023 «"), answer.lead
+
+
+def test_a_question_about_to_be_declined_looks_again_for_its_specific_word(pipeline):
+    # "progetto" fills the City Lab pages, and the embedding puts them nearer than the English-only City4Age
+    # page: the first search misses the one word that matters, and the question was declined.
+    answer = pipeline.ask("che cos'è il progetto city4age?")
+    assert answer.answered, answer.answer
+    assert answer.sources[0].document == "lecce-city4age-municipality"
