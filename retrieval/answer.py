@@ -35,7 +35,7 @@ from retrieval.facts import (
 )
 from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
-from retrieval.question import Analysis, analyse, asks_achievement, asks_head_count, rank_direction
+from retrieval.question import FRAGMENT_WORDS, Analysis, analyse, asks_achievement, asks_head_count, rank_direction
 from retrieval.retriever import Hit
 from retrieval.translations import Translations
 
@@ -201,7 +201,6 @@ def _printed(text: str) -> list[str]:
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
 _YEARS = re.compile(r"\b(?:19|20)\d\d\b")
-FRAGMENT_WORDS = 4  # the follow-up rule's own bound (retrieval/followup.py)
 _NAME_TAIL = re.compile(r"(?:[A-Z][a-zà-ÿ']+\s?){2,3}$")  # "assessore all'Innovazione, Alessandro Delli Noci"
 _ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
@@ -664,7 +663,7 @@ class Composer:
                 isinstance(f, AreaResult) for f in self.facts.of(d.hit.record["id"]))), None)
             if anchor is not None or any(d.hit.record.get("metadata", {}).get("doc_kind") == "performance_report"
                                          for d in drafts):
-                return self._rank_lead(question, language, drafts, notes)
+                return self._rank_lead(analysis.words(question), language, drafts, notes)
         planned = max((d for d in drafts if d.kind == "planned"), key=lambda d: d.score, default=None)
         done = max((d for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)),
                    key=lambda d: d.score, default=None)
@@ -680,13 +679,13 @@ class Composer:
             # "how many people took part?": a head count the passages give (with a "when", the date lead says both)
             count = next((m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
                           if isinstance(m, Mention) and m.kind == "count" and "comuni" not in m.text), None)
-            if count is not None and not analysis.has("when") and asks_head_count(question):
+            if count is not None and not analysis.has("when") and asks_head_count(analysis.words(question)):
                 notes.append("quantity: the head count of the cited passage")
                 return t(language, "lead_quantity_count", count=_count_in(count, language)), []
             fact = next((d.fact for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
-            if fact is not None and asks_achievement(question):
+            if fact is not None and asks_achievement(analysis.words(question)):
                 if fact.realised is None:
-                    note = self._name(fact.note or "", language) or t(language, "not_measured_note")
+                    note = (self._name(fact.note or "", language) or t(language, "not_measured_note")).rstrip(".")
                     return t(language, "lead_quantity_area_none", name=self._name(fact.name, language), note=note), []
                 return t(language, "lead_quantity_area", name=self._name(fact.name, language),
                          pct=format_percent(fact.realised, language)), []

@@ -17,7 +17,7 @@ from retrieval.facts import build_facts
 from retrieval.glossary import expand
 from retrieval.index import IndexStore, LoadedIndex
 from retrieval.language import detect_language, warm_language_detector
-from retrieval.question import analyse, proper_names, required_focus
+from retrieval.question import FRAGMENT_WORDS, analyse, proper_names, required_focus
 from retrieval.retriever import Filters, Hit, HybridRetriever
 from retrieval.text import strip_control
 from retrieval.translations import TranslationStore
@@ -145,11 +145,14 @@ class Pipeline:
 
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
             retrieval_query: str | None = None, fallback_language: str | None = None,
-            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None,
+            previous_question: str | None = None) -> Answer:
         """Answer one question. `retrieval_query` lets a channel search with conversation context;
-        `previous_bullets` (a follow-up) are not repeated. With a model, `on_token` gets each piece of its
-        text as it arrives (the streaming channel); the returned Answer is still the checked one."""
-        answer = self.extractive(question, language, filters, retrieval_query, fallback_language, previous_bullets)
+        `previous_bullets` (a follow-up) are not repeated, and `previous_question` frames a follow-up of a few
+        words. With a model, `on_token` gets each piece of its text as it arrives (the streaming channel); the
+        returned Answer is still the checked one."""
+        answer = self.extractive(question, language, filters, retrieval_query, fallback_language, previous_bullets,
+                                 previous_question)
         if self.llm is not None and answer.answered:  # an abstention stays an abstention
             answer = self.llm.answer(answer, on_token)
         return answer
@@ -160,7 +163,7 @@ class Pipeline:
 
     def extractive(self, question: str, language: str | None = None, filters: Filters | None = None,
                    retrieval_query: str | None = None, fallback_language: str | None = None,
-                   previous_bullets: list[str] | None = None) -> Answer:
+                   previous_bullets: list[str] | None = None, previous_question: str | None = None) -> Answer:
         question = self.clean_question(question)
         self.follow_index()
         lang = self.language_of(question, language, fallback_language)
@@ -170,6 +173,8 @@ class Pipeline:
         query = retrieval_query or question
         expansion = expand(query)
         analysis = analyse(question)
+        if previous_question and len(question.split()) <= FRAGMENT_WORDS:
+            analysis = analysis.following(previous_question)
         # "who is the mayor?": the passage naming a person with the role may rank below the general pages.
         depth = self.config.top_k + (WHO_DEPTH if analysis.has("who") else 0)
         hits = self.retriever.search(query, k=depth, filters=filters, expansion=expansion, language=lang)

@@ -20,6 +20,8 @@ KINDS = ("rank", "quantity", "who", "when", "where", "status", "planned", "yesno
 # When several kinds match, the most specific one leads the answer.
 PRIORITY = ("rank", "quantity", "who", "when", "where", "status", "planned", "yesno", "overview")
 _YEAR = re.compile(r"\b(20[12]\d)\b")
+_ARTICLES = {"la", "le", "lo", "il", "i", "l'"}
+FRAGMENT_WORDS = 4  # a message this short after an answer is its follow-up (retrieval/followup.py)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Analysis:
     kind: str
     kinds: tuple[str, ...] = field(default_factory=tuple)
     year: int | None = None
+    frame: str = ""  # a follow-up's previous question, whose framing words (how much, which area…) still apply
 
     def has(self, kind: str) -> bool:
         return kind in self.kinds
@@ -34,7 +37,18 @@ class Analysis:
     def without(self, *drop: str) -> Analysis:
         """The same analysis minus some kinds (the composer, once it has said what it cannot give)."""
         kinds = tuple(k for k in self.kinds if k not in drop) or ("overview",)
-        return Analysis(kinds[0], kinds, self.year)
+        return Analysis(kinds[0], kinds, self.year, self.frame)
+
+    def following(self, previous: str) -> Analysis:
+        """A follow-up of a few words ("e il commercio?" after "quanto ha preso il turismo nel 2023?") asks
+        what its previous question asked, about its new topic: that question's kinds and year carry over."""
+        before = analyse(previous)
+        kinds = tuple(k for k in PRIORITY if k != "overview" and (self.has(k) or before.has(k))) or ("overview",)
+        return Analysis(kinds[0], kinds, self.year or before.year, previous)
+
+    def words(self, question: str) -> str:
+        """The text a framing-word test reads: the question, after its previous one for a follow-up."""
+        return f"{self.frame} {question}" if self.frame else question
 
 
 @lru_cache(maxsize=2)
@@ -55,9 +69,14 @@ def _patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
 
 def analyse(question: str) -> Analysis:
     """Kinds the question matches, the leading one first; 'overview' when nothing else does."""
-    text = fold(question).strip()
+    text = fold(re.sub(r"^\s*[èÈ](?!\w)", "e'", question)).strip()  # "è…?" asks; "e…?" (and) need not
     patterns = _patterns()
     kinds = [k for k in PRIORITY if patterns[k].search(text)]
+    opening = patterns["yesno"].match(text)
+    if opening and opening.group(0).split()[-1] in _ARTICLES:
+        joined = len(opening.group(0).split()) > 1  # "e lo sport?", "ma il pums?": after a conjunction
+        if len(text.split()) <= (FRAGMENT_WORDS if joined else 2):
+            kinds.remove("yesno")  # a follow-up naming a topic, not a question to answer yes or no
     year = _YEAR.search(text)
     year_value = int(year.group(1)) if year else None
     if year_value and year_value >= 2025 and "planned" not in kinds:

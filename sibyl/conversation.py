@@ -87,9 +87,13 @@ class ConversationService:
         # A follow-up answers its new focus: the previous answer's bullets are not repeated.
         shown = [line[2:] for line in recent[-1].text.split("\n") if line.startswith("- ")] \
             if resolved.followup and recent else None
+        # "e il commercio?" asks what the previous question asked ("quanto ha preso…?"), about a new topic.
+        asked = self.store.get_message(recent[-1].reply_to) if resolved.followup and recent and recent[-1].reply_to \
+            else None
         answer = self.pipeline.ask(question, language=language or None, filters=resolved.filters,
                                    retrieval_query=resolved.query, fallback_language=hint or session.language,
-                                   previous_bullets=shown, on_token=on_token)
+                                   previous_bullets=shown, on_token=on_token,
+                                   previous_question=asked.text if asked is not None else None)
         if self.office_pointer is not None and not answer.answered and answer.intent in ("abstain", "question"):
             pointer = self.office_pointer(question, answer.language)
             if pointer:  # the decline names the competent office after its pointer to the URP

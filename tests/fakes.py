@@ -52,7 +52,8 @@ class FakePipeline:
 
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
             retrieval_query: str | None = None, fallback_language: str | None = None,
-            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None,
+            previous_question: str | None = None) -> Answer:
         question = self.clean_question(question)
         self.asked.append(question)
         lang = self.language_of(question, language, fallback_language)

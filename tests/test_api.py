@@ -108,6 +108,19 @@ def test_followups_retrieve_in_context(client, pipeline):
     assert alone["followup"] is False
 
 
+@pytest.mark.parametrize("first,then,lead", [
+    # "how did it go in 2023?" still applies: the facts, without a "Sì" nobody asked for
+    ("com'è andato il turismo nel 2023?", "e lo sport?", "Nel 2023 «"),
+    # a yes/no question's follow-up is one too: the plan that names taxis, not an overview
+    ("Is Lecce going to review the ZTL hours?", "and taxis?", "It is planned: the DUP 2025-2027 plans “management"),
+])
+def test_a_short_followup_asks_what_the_previous_question_asked(client, first, then, lead):
+    sid = client.post("/api/chat", json={"message": first}).json()["session_id"]
+    reply = client.post("/api/chat", json={"message": then, "session_id": sid}).json()
+    assert reply["followup"] is True and reply["answered"], reply
+    assert reply["structured"]["lead"].startswith(lead), reply["structured"]["lead"]
+
+
 def test_search_with_filters(client, pipeline):
     r = client.post("/api/search", json={"query": "piste ciclabili", "k": 3})
     assert r.status_code == 200, r.text

@@ -430,7 +430,8 @@ class VerifiedFirst:
 
     def ask(self, question: str, language: str | None = None, filters: Filters | None = None,
             retrieval_query: str | None = None, fallback_language: str | None = None,
-            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+            previous_bullets: list[str] | None = None, on_token: Callable[[str], None] | None = None,
+            previous_question: str | None = None) -> Answer:
         blocked = self.faq.blocked_ids()
         intent = getattr(self.pipeline, "intent", None)
         # A follow-up (previous bullets given) is read in its conversation's context: never a FAQ on its own.
@@ -442,7 +443,7 @@ class VerifiedFirst:
         filters = self._without_blocked(filters, blocked)
         answer = self.pipeline.ask(question, language=language, filters=filters, retrieval_query=retrieval_query,
                                    fallback_language=fallback_language, previous_bullets=previous_bullets,
-                                   on_token=on_token)
+                                   on_token=on_token, previous_question=previous_question)
         if any(s.id in blocked for s in answer.sources):
             # Only a computed ranking lead cites a passage it did not retrieve; a blocked one is never shown.
             log.warning("an answer cited a blocked passage: declined instead")
