@@ -201,6 +201,7 @@ def _printed(text: str) -> list[str]:
 
 _NAME_RUN = re.compile(r"[A-ZÀ-Ý][\w'’]*(?:[ \t]+[A-ZÀ-Ý][\w'’]*)*")
 _YEARS = re.compile(r"\b(?:19|20)\d\d\b")
+OVERVIEW_QUOTE = 110  # characters an overview lead quotes of each item (the bullets give them whole)
 _NAME_TAIL = re.compile(r"(?:[A-Z][a-zà-ÿ']+\s?){2,3}$")  # "assessore all'Innovazione, Alessandro Delli Noci"
 _ARTICLE = re.compile(r"^(?:il|la|del|della|dell')\s*", re.I)  # before a person's title, in Italian only
 MAX_NAMED = 3  # activities naming what the question names, listed together in one bullet
@@ -797,6 +798,10 @@ class Composer:
         n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
         if n_plan or n_done:
             notes.append("count: objectives among the cited passages")
+            named = self._overview_named(question, language, drafts, n_plan)
+            if named:
+                return named, []
+
             def objectives(n: int) -> str:  # "un obiettivo", "3 obiettivi"
                 return t(language, "objectives_one") if n == 1 else t(language, "objectives_many", n=n)
 
@@ -806,6 +811,36 @@ class Composer:
                 return t(language, "lead_overview_plan", planned=objectives(n_plan)), []
             return t(language, "lead_overview_done", done=objectives(n_done)), []
         return "", []
+
+    def _overview_named(self, question: str, language: str, drafts: list[_Draft], n_plan: int) -> str:
+        """An overview that answers: what the plan provides and what 2023 achieved, each named by its best
+        item ("Il DUP 2025-2027 prevede tra l'altro «…»; nel 2023 «…» risulta realizzato al 100%"); "" when
+        an English lead would have to quote Italian (the count of objectives is said instead)."""
+        t = prompts.text
+        asked = self._asked(question, language)
+        planned = max((d for d in drafts if d.kind == "planned" and isinstance(d.fact, PlanObjective)),
+                      key=lambda d: d.score, default=None)
+        done = max((d for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)),
+                   key=lambda d: d.score, default=None)
+
+        def said(d: _Draft) -> str | None:
+            part = self._quoted(d, asked)
+            text = part if language == "it" else self.english(part)
+            return _short(text, OVERVIEW_QUOTE) if text else None
+
+        parts = []
+        if planned is not None:
+            if (name := said(planned)) is None:
+                return ""
+            also = t(language, "overview_also") if n_plan > 1 else ""
+            parts.append(t(language, "overview_plan_part", planned=name, also=also))
+        if done is not None:
+            if (name := said(done)) is None:
+                return ""
+            parts.append(t(language, "overview_done_part", done=name, pct=format_percent(done.realised, language))
+                         if done.realised is not None else t(language, "overview_done_part_unmeasured", done=name))
+        joined = "; ".join(parts)
+        return t(language, "lead_overview_named", parts=joined[:1].upper() + joined[1:]) if parts else ""
 
     def _rank_lead(self, question: str, language: str, drafts: list[_Draft],
                    notes: list[str]) -> tuple[str, list[_Draft]]:

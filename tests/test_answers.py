@@ -33,8 +33,10 @@ def test_answer_cites_numbered_sources(pipeline):
 def test_english_answer_over_italian_sources_marks_translations(pipeline):
     answer = pipeline.ask("What is the city doing about road safety?")
     assert answer.answered and answer.language == "en"
-    # The lead is an English sentence built from the facts (here: how many planned/done objectives).
-    assert answer.answer.split("\n")[0] == answer.lead and answer.lead.startswith("On this topic")
+    # The lead is an English sentence built from the facts: the plan and the 2023 result it names, in English.
+    assert answer.answer.split("\n")[0] == answer.lead
+    assert answer.lead.startswith("The DUP 2025-2027 plans, among others, “"), answer.lead
+    assert "in 2023 “" in answer.lead and "achieved" in answer.lead
     # Bullets are the reviewed English of the Italian lines (tests/test_english_answers.py for the details).
     assert "(translated from Italian)" in answer.answer and "(original Italian wording)" not in answer.answer
     assert "Sources:" in answer.answer
@@ -248,3 +250,13 @@ def test_a_question_about_to_be_declined_looks_again_for_its_specific_word(pipel
     answer = pipeline.ask("che cos'è il progetto city4age?")
     assert answer.answered, answer.answer
     assert answer.sources[0].document == "lecce-city4age-municipality"
+
+
+def test_an_overview_names_what_is_planned_and_what_was_done(pipeline):
+    # "Finding the passage is not answering": the first sentence names the plan and the 2023 result, each one
+    # a bullet below, instead of counting objectives.
+    answer = pipeline.ask("cosa fa il comune per il trasporto pubblico?")
+    assert answer.lead.startswith("Il DUP 2025-2027 prevede"), answer.lead
+    assert "nel 2023 «" in answer.lead and "risulta realizzato al" in answer.lead, answer.lead
+    quoted = re.findall(r"«([^»]+?)(?:…)?»", answer.lead)
+    assert quoted and all(any(q in b.text for b in answer.bullets) for q in quoted), (quoted, answer.bullets)
