@@ -77,11 +77,13 @@ def test_a_street_in_a_remark_after_the_question_is_not_required():
     assert required_focus("c'è un piano per il traffico a lecce? in viale della libertà è un inferno", "it") == []
 
 
-@given(st.text(max_size=300))
-def test_analysis_never_fails_on_free_text(text):
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_analysis_never_fails_on_free_text(text, previous):
     analysis = analyse(text)
     assert analysis.kind in analysis.kinds
     assert isinstance(required_focus(text, "it"), list)
+    followed = analysis.following(previous)  # a follow-up framed by any previous message
+    assert followed.kind in followed.kinds and set(analysis.kinds) - {"overview"} <= set(followed.kinds)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +143,21 @@ def test_near_duplicates_by_the_scorers_rule():
 def test_render_keeps_the_layout():
     text = render("Lead.", [Bullet("uno", 1, "it", "planned", [2025])], [], "it")
     assert text.split("\n") == ["Lead.", "", "- uno [1]", "", "Fonti:"]
+
+
+@pytest.mark.parametrize("question,yesno", [
+    ("è previsto un nuovo parcheggio?", True),
+    ("la ztl cambia orari?", True),
+    ("ma la ztl cambia orari? lavoro in centro", True),
+    ("e per le bici?", False),  # "e" is "and": folded, "è" would read the same
+    ("e lo sport?", False),  # a follow-up naming a topic
+    ("il pums?", False),
+])
+def test_yes_no_openings(question, yesno):
+    assert analyse(question).has("yesno") is yesno
+
+
+def test_a_followup_keeps_its_previous_questions_frame():
+    followed = analyse("e il commercio?").following("quanto ha preso il turismo nel 2023?")
+    assert followed.has("quantity") and followed.year == 2023
+    assert "quanto" in followed.words("e il commercio?")
