@@ -56,6 +56,8 @@ def test_microphone_question_and_listen_button(server, question_file, tmp_path):
         assert "cycling" in user[0].text.lower(), user[0].text
         answer = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "article.msg.bot[data-message-id]"))[-1]
         assert answer.find_elements(By.CSS_SELECTOR, ".sources .source-link")
+        # A conversation begun by voice can be handed to the URP like a typed one.
+        assert wait.until(lambda d: answer.find_elements(By.CSS_SELECTOR, "button.handoff-open"))
         listen = answer.find_element(By.CSS_SELECTOR, "button.listen")
         assert listen.text == "Listen to the answer"
         listen.click()

@@ -386,8 +386,9 @@
     var id = "m" + state.seq;
     var sources = {};
     (reply.sources || []).forEach(function (s) { sources[String(s.n)] = s; });
+    // The conversation travels with the answer: a voice-first reply (not through transport) can be handed on.
     var article = el("article", { class: "msg bot" + (isNoAnswer(reply) ? " no-answer" : ""), id: id,
-      "data-message-id": reply.message_id || "" });
+      "data-message-id": reply.message_id || "", "data-session-id": reply.session_id || "" });
     var panel = el("section", { class: "passage", id: id + "-passage", tabindex: "-1", hidden: true });
     var ctx = { article: article, panel: panel, sources: sources, language: reply.language, opener: null };
     panel.addEventListener("keydown", function (event) {

@@ -112,7 +112,7 @@
   function decorate(article) {
     var mid = article.getAttribute("data-message-id");
     if (!mid || article.querySelector(".handoff-open")) return;
-    var sessionId = sessions[mid] || lastSession;
+    var sessionId = article.getAttribute("data-session-id") || sessions[mid] || lastSession;
     if (!sessionId) return;
     load().then(function (l) {
       var button = el("button", { type: "button", class: "handoff-open", lang: l, text: t(l, "handoff_button") });
