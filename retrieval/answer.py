@@ -35,7 +35,15 @@ from retrieval.facts import (
 )
 from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
-from retrieval.question import FRAGMENT_WORDS, Analysis, analyse, asks_achievement, asks_head_count, rank_direction
+from retrieval.question import (
+    FRAGMENT_WORDS,
+    Analysis,
+    analyse,
+    asks_achievement,
+    asks_future,
+    asks_head_count,
+    rank_direction,
+)
 from retrieval.retriever import Hit
 from retrieval.translations import Translations
 
@@ -727,6 +735,13 @@ class Composer:
             if date:
                 return t(language, "lead_when", date=_date_in(date, language),
                          count=t(language, "lead_count", count=_count_in(count, language)) if count else ""), []
+            # "When will the PUMS be adopted?": no passage gives a date, and a 2023 result or a 2025-2027 plan is
+            # not one; say so first. ("When was … done?" is answered by the 2023 result: its lead follows.)
+            if asks_future(analysis.words(question)) or not any(d.kind == "done" for d in drafts):
+                notes.append("when: no date in the cited passages")
+                rest, extra = self._lead(question, language, analysis.without("when", "status", "yesno"), drafts,
+                                         notes)
+                return f"{t(language, 'lead_when_none')} {rest or t(language, 'lead')}", extra
         if analysis.year and analysis.year >= 2025 and planned is not None:
             marked = [d for d in drafts if d.kind == "planned" and analysis.year in d.years
                       and d.years != self._period(d)]

@@ -40,6 +40,7 @@ GENERIC = set(
         "puo", "possono", "posso", "qui", "qua", "gia", "ancora", "cosi", "sara", "saranno", "adesso", "ora", "oggi",
         "still", "actually", "really", "just", "also", "too", "here", "now", "today",
         "pensa", "pensare", "pensando", "think", "thinking", "servono", "serve", "need", "needs", "vorrei", "want",
+        "ke", "xke", "cmq", "nn", "pk",  # chat spellings ("ke fa il comune x…")
         # How far something got is the question's frame, not its topic ("what did Lecce achieve on transport?").
         "achieve", "achieved", "achievement", "realizzato", "realizzata", "realizzati", "raggiunto", "raggiunti",
     ]

@@ -126,7 +126,7 @@ def _word_patterns(path: Path = QUESTION_WORDS) -> dict[str, re.Pattern]:
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     out = {}
-    for name in ("rank_low", "rank_high", "achievement", "head_count"):
+    for name in ("rank_low", "rank_high", "achievement", "head_count", "future"):
         terms = [fold(t) for lang in ("it", "en") for t in data.get(name, {}).get(lang, [])]
         out[name] = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)")
     return out
@@ -145,6 +145,11 @@ def asks_achievement(question: str) -> bool:
     """A quantity question about how far the plan got ("what percentage…", "livello di realizzazione"),
     which an area's 2023 average answers; "how much is the tax" or "how many km" it does not."""
     return bool(_word_patterns()["achievement"].search(fold(question)))
+
+
+def asks_future(question: str) -> bool:
+    """"When will…", "quando verrà…": a date still to come, which no 2023 result gives."""
+    return bool(_word_patterns()["future"].search(fold(question)))
 
 
 def asks_head_count(question: str) -> bool:

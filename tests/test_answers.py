@@ -260,3 +260,17 @@ def test_an_overview_names_what_is_planned_and_what_was_done(pipeline):
     assert "nel 2023 «" in answer.lead and "risulta realizzato al" in answer.lead, answer.lead
     quoted = re.findall(r"«([^»]+?)(?:…)?»", answer.lead)
     assert quoted and all(any(q in b.text for b in answer.bullets) for q in quoted), (quoted, answer.bullets)
+
+
+@pytest.mark.parametrize("question,lead", [
+    ("when will the PUMS be adopted?", "The documents I consult give no date for this."),
+    ("in che anno verrà adottato il pums?", "I documenti che consulto non indicano una data per questo."),
+])
+def test_a_when_about_the_future_without_a_date_says_so_first(pipeline, question, lead):
+    answer = pipeline.ask(question)
+    assert answer.answered and answer.lead.startswith(lead), answer.lead
+
+
+def test_a_when_about_the_past_is_answered_by_the_2023_result(pipeline):
+    answer = pipeline.ask("when were the roundabouts completed?")
+    assert answer.lead.startswith("The 2023 report records “Completion of roundabouts”"), answer.lead
