@@ -542,6 +542,8 @@ class Composer:
                 body = f"{english} ({prompts.text('en', 'translated_from_italian')})"
             elif not isinstance(draft.fact, list):
                 body = f"“{body}” ({prompts.text('en', 'original_wording')})"
+        elif language == "it" and line_language == "en":  # the City4Age page exists in English only
+            body = f"“{body}” ({prompts.text('it', 'original_wording_english')})"
         return (f"{head}: {body}" if head else body), original
 
     def _english_list(self, intro: str, items: list[str]) -> str | None:
@@ -812,8 +814,10 @@ class Composer:
         n_plan = len({id(d.fact) for d in drafts if d.kind == "planned"})
         n_done = len({id(d.fact) for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)})
         if n_plan or n_done:
-            notes.append("count: objectives among the cited passages")
             named = self._overview_named(question, language, drafts, n_plan)
+            if named is None:  # no plan item or result names what was asked: "cos'è City4Age?" (a page)
+                return "", []
+            notes.append("count: objectives among the cited passages")
             if named:
                 return named, []
 
@@ -827,16 +831,25 @@ class Composer:
             return t(language, "lead_overview_done", done=objectives(n_done)), []
         return "", []
 
-    def _overview_named(self, question: str, language: str, drafts: list[_Draft], n_plan: int) -> str:
+    def _overview_named(self, question: str, language: str, drafts: list[_Draft], n_plan: int) -> str | None:
         """An overview that answers: what the plan provides and what 2023 achieved, each named by its best
-        item ("Il DUP 2025-2027 prevede tra l'altro «…»; nel 2023 «…» risulta realizzato al 100%"); "" when
-        an English lead would have to quote Italian (the count of objectives is said instead)."""
+        item that names something asked ("Il DUP 2025-2027 prevede tra l'altro «…»; nel 2023 «…» risulta
+        realizzato al 100%"). "" when an English lead would have to quote Italian, or when no item names
+        anything asked but the best passage is a plan item (the count of objectives is said instead); None
+        when the best passage is a page's prose and no item names anything asked (no overview at all)."""
         t = prompts.text
         asked = self._asked(question, language)
-        planned = max((d for d in drafts if d.kind == "planned" and isinstance(d.fact, PlanObjective)),
-                      key=lambda d: d.score, default=None)
-        done = max((d for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective)),
+
+        def on_topic(d: _Draft) -> bool:
+            return not asked[0] or self._named(d.text, asked)[0] > 0
+
+        planned = max((d for d in drafts if d.kind == "planned" and isinstance(d.fact, PlanObjective)
+                       and on_topic(d)), key=lambda d: d.score, default=None)
+        done = max((d for d in drafts if d.kind == "done" and isinstance(d.fact, ResultObjective) and on_topic(d)),
                    key=lambda d: d.score, default=None)
+        if planned is None and done is None:
+            best = drafts[0] if drafts else None
+            return "" if best is not None and best.kind in ("planned", "done") else None
 
         def said(d: _Draft) -> str | None:
             part = self._quoted(d, asked)

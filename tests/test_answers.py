@@ -274,3 +274,11 @@ def test_a_when_about_the_future_without_a_date_says_so_first(pipeline, question
 def test_a_when_about_the_past_is_answered_by_the_2023_result(pipeline):
     answer = pipeline.ask("when were the roundabouts completed?")
     assert answer.lead.startswith("The 2023 report records “Completion of roundabouts”"), answer.lead
+
+
+def test_an_overview_never_names_an_item_off_the_question(pipeline):
+    # The City4Age page answers; a tourism result among the passages is no overview of it.
+    answer = pipeline.ask("cos'è City4Age?")
+    assert answer.answered and "turistic" not in answer.lead, answer.lead
+    # Its English lines are marked as such in an Italian answer (no Italian version of the page exists).
+    assert any("(testo originale in inglese)" in b.text for b in answer.bullets), answer.bullets
