@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from signal import Signals
 from typing import Any
 
+import anyio
 from telegram import Bot, BotCommand, BotCommandScopeDefault, MenuButtonWebApp, Update, WebAppInfo
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, InlineQueryHandler, MessageHandler, filters
 
@@ -97,10 +98,12 @@ async def register_profile(application: Application[Any, Any, Any, Any, Any, Any
     return False
 
 
-def build_application(settings: Settings, conversation: ConversationService) -> BotApplication:
+def build_application(settings: Settings, conversation: ConversationService,
+                      cpu: anyio.CapacityLimiter | None = None) -> BotApplication:
     """One Application over an already-built conversation service (the caller's, e.g. a composition root's),
-    for polling or webhook alike. Raises MissingToken."""
-    services = BotServices.create(settings, conversation)
+    for polling or webhook alike; `cpu`: the process's CPU limiter, shared with its other channels. Raises
+    MissingToken."""
+    services = BotServices.create(settings, conversation, cpu)
     builder = (
         Application.builder().token(_token(settings))
         .context_types(context_types(services))

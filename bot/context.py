@@ -7,16 +7,20 @@ handler reads `context.bot_data.conversation` (typed) instead of a dict key.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+import anyio
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
 from bot.prefs import ChatPreferences
 from sibyl.backoffice.cases import Cases
 from sibyl.conversation import ConversationService
 from sibyl.ratelimit import Notices, RateLimited, RateLimiter
+from sibyl.services import cpu_slots
 from sibyl.settings import Settings
 from sibyl.store import Store
 from sibyl.voice import VoiceService
@@ -52,6 +56,9 @@ class ChatLimiter:
         return self.notices.should_warn(str(chat_id))
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class BotServices:
     """The Application's bot_data: the shared conversation service and the bot's own per-chat state."""
@@ -64,13 +71,21 @@ class BotServices:
     locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     voice: VoiceService | None = None  # speech in and out (issue 16), built on first use
     cases: Cases | None = None  # "talk to a person" opens a URP case (issue 15)
+    # Answering, transcribing and speaking are CPU-bound: the same few slots as the HTTP channels when the bot
+    # runs in the API's process (webhook), its own otherwise (polling).
+    cpu: anyio.CapacityLimiter = field(default_factory=cpu_slots)
 
     @classmethod
-    def create(cls, settings: Settings, conversation: ConversationService) -> BotServices:
+    def create(cls, settings: Settings, conversation: ConversationService,
+               cpu: anyio.CapacityLimiter | None = None) -> BotServices:
         """From an already-built conversation service (the composition root's), plus the bot's own parts."""
         return cls(conversation, settings, ChatPreferences(conversation.store),
                    ChatLimiter(settings.telegram_rate_limit),
-                   cases=Cases(conversation.store.engine, settings.case_retention_days))
+                   cases=Cases(conversation.store.engine, settings.case_retention_days), cpu=cpu or cpu_slots())
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Blocking CPU work (an answer, a transcription, a voice note) off the event loop, within the limiter."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.cpu)
 
     @property
     def store(self) -> Store:

@@ -97,7 +97,7 @@ async def lifespan(app: FastAPI):
         raise RuntimeError("TELEGRAM_WEBHOOK_SECRET must be set: 1-256 characters A-Z, a-z, 0-9, _ or -")
     from bot.app import build_application
 
-    application = build_application(settings, _service(app))
+    application = build_application(settings, _service(app), app.state.services.cpu_limiter)
     app.state.telegram_secret = secret
     state = app.state.telegram_webhook = WebhookState()
     registering = asyncio.create_task(

@@ -289,7 +289,7 @@ def cmd_telegram(args) -> int:
 
     _ensure_index(settings)
     services = build_services(settings, backoffice=False)  # the composition root, once: no console here
-    run_polling(build_application(settings, services.conversation))
+    run_polling(build_application(settings, services.conversation, services.cpu_limiter))
     return 0
 
 

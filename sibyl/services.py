@@ -40,7 +40,7 @@ from sibyl.voice import VoiceService
 T = TypeVar("T")
 
 
-def _cpu_slots() -> anyio.CapacityLimiter:
+def cpu_slots() -> anyio.CapacityLimiter:
     # Answering is CPU-bound: a few threads per process (not the default 40) keep the GIL from
     # thrashing under load, and the rest wait in order, which keeps tail latency close to the median.
     return anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
@@ -71,7 +71,7 @@ class Services:
     cases: Cases | None = None  # citizens' requests for a person (issue 15): web handoff, Telegram, console
     offices: Directory | None = None  # the offices directory a decline names (issue 15)
     faq: VerifiedAnswers | None = None  # the URP's verified answers and blocked passages (issue 15)
-    cpu_limiter: anyio.CapacityLimiter = field(default_factory=_cpu_slots)
+    cpu_limiter: anyio.CapacityLimiter = field(default_factory=cpu_slots)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking pipeline/store work off the event loop, within the CPU limiter (every channel)."""

@@ -138,3 +138,34 @@ def test_the_console_and_translations_come_built_with_the_services(fake_app):
     assert client.app.state.operator_console.documents is services.backoffice.documents
     assert services.translations is not None
     assert client.get("/api/documents").json()["generation"] == "fake-generation"
+
+
+def test_the_bots_cpu_work_waits_for_a_free_slot():
+    """Answers, transcriptions and voice notes of the Telegram bot go through the CPU limiter like the API's."""
+    import threading
+    import time
+
+    import anyio
+
+    from bot.context import BotServices
+
+    services = BotServices(conversation=None, settings=None, prefs=None, limiter=None,  # type: ignore[arg-type]
+                           cpu=anyio.CapacityLimiter(1))
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(services.run, work)
+
+    anyio.run(main)
+    assert most[0] == 1

@@ -75,6 +75,9 @@ def test_an_update_with_the_secret_is_answered(client, peer):
                 headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
     answer = peer.wait_sent(mark, chat_id=302)[0]
     assert "Fonti:" in answer.result["text"]
+    # In the API's process the bot answers within the API's CPU slots, not beside them.
+    app = client.app
+    assert app.state.telegram.bot_data.cpu is app.state.services.cpu_limiter  # type: ignore[attr-defined]
 
 
 def test_malformed_update_is_a_400_and_the_bot_keeps_serving(client, peer):

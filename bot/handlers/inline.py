@@ -8,7 +8,6 @@ question budget (keyed by their user id); an empty query gets a hint, a refused 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import html
 import logging
@@ -77,7 +76,7 @@ async def on_inline_query(update: Update, context: BotContext) -> None:
         return
     pipeline = services.conversation.pipeline
     try:
-        answer = await asyncio.to_thread(pipeline.ask, question, fallback_language=lang)
+        answer = await services.run(pipeline.ask, question, fallback_language=lang)
     except BadQuestion as exc:
         await query.answer([], cache_time=0, is_personal=True, button=InlineQueryResultsButton(
             html.unescape(str(exc))[:64], start_parameter=START_PARAMETER))

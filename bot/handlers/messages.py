@@ -97,7 +97,7 @@ async def answer_question(update: Update, context: BotContext, question: str, *,
         typing = asyncio.create_task(keep_typing(context, chat_id))
         try:
             language = await asyncio.to_thread(services.prefs.language, key)
-            payload = await asyncio.to_thread(services.conversation.reply, question, channel=CHANNEL,
+            payload = await services.run(services.conversation.reply, question, channel=CHANNEL,
                                               language=language, external_key=key,
                                               language_hint=language_hint(update))
         except BadQuestion as exc:

@@ -95,7 +95,7 @@ async def on_voice(update: Update, context: BotContext) -> None:
             try:
                 file = await media.get_file()
                 data = bytes(await file.download_as_bytearray())
-                heard = await asyncio.to_thread(voice.transcribe, data)
+                heard = await services.run(voice.transcribe, data)
             except VoiceError as exc:
                 await send_plain(update, context, refusal(lang, exc.code, services))
                 return
@@ -110,7 +110,7 @@ async def on_voice(update: Update, context: BotContext) -> None:
             await send_text(context, chat_id, html.escape(texts.text(shown_lang, "heard", transcript=transcript.text)),
                             reply_to=quote)
             try:
-                payload = await asyncio.to_thread(services.conversation.reply, transcript.text, channel=CHANNEL,
+                payload = await services.run(services.conversation.reply, transcript.text, channel=CHANNEL,
                                                   language=fixed or transcript.language, external_key=key)
             except BadQuestion as exc:
                 await send_text(context, chat_id, html.escape(str(exc)), reply_to=quote)
@@ -130,7 +130,7 @@ async def speak(context: BotContext, services: BotServices, voice: VoiceService,
     lang = payload.get("language") or "it"
     try:
         await context.bot.send_chat_action(chat_id, ChatAction.RECORD_VOICE)
-        audio = await asyncio.to_thread(voice.speak, payload)
+        audio = await services.run(voice.speak, payload)
         await context.bot.send_voice(chat_id, audio, filename="sibyl.ogg")
     except (VoiceError, TelegramError) as exc:
         log.warning("spoken answer failed: %s", type(exc).__name__)
