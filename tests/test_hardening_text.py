@@ -210,7 +210,12 @@ def _any_text(max_chars: int) -> st.SearchStrategy[str]:
 @given(data=st.data())
 def test_any_unicode_text_gets_a_result_or_bad_question(pipeline, data):
     text = data.draw(_any_text(pipeline.settings.max_question_chars))
-    for call in (pipeline.search, pipeline.ask):
+    previous = data.draw(_any_text(pipeline.settings.max_question_chars))
+
+    def follow_up(question: str) -> Answer:  # a follow-up framed by any previous message
+        return pipeline.ask(question, previous_bullets=[], previous_question=previous)
+
+    for call in (pipeline.search, pipeline.ask, follow_up):
         try:
             result = call(text)
         except BadQuestion as exc:
