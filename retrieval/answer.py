@@ -50,8 +50,11 @@ from retrieval.translations import Translations
 MAX_SOURCES = 5
 MAX_BULLETS = 5
 DUP_THRESHOLD = 0.6  # below the scorer's 0.75: near-duplicates never reach the citizen
-# A yes/no question's asked words: those the documents use, its glossary entries, how many they never use.
-_Asked = tuple[list[str], tuple[tuple[str, ...], ...], int]
+# A yes/no question's asked words: those the documents use, its glossary entries (each term's words), how many
+# words the documents never use.
+_Asked = tuple[list[str], tuple[tuple[frozenset[str], ...], ...], int]
+ITEM_CACHE = 8192
+ASKED_CACHE = 256
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý“\"'])")
 _LIST_HEADER = re.compile(
     r"^(Attività|Obiettivi operativi di sviluppo 2023|Media di realizzazione per area|Obiettivi strategici .*):$")
@@ -301,6 +304,8 @@ class Composer:
         self.translations = translations  # the current approved translations (a TranslationStore)
         self._labels = {prompts.text("it", k): prompts.text("en", k) for k in ("activity", "operational")}
         self._analysed: dict[str, frozenset[str]] = {}
+        self._items: dict[tuple[int, str], tuple[frozenset[str], frozenset[str]]] = {}
+        self._asks: dict[tuple[str, str], _Asked] = {}
         self._lines: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
 
     def lines_of(self, record: dict) -> list[tuple[int, str, frozenset[str]]]:
@@ -426,12 +431,19 @@ class Composer:
         """What a yes/no question asks about: the content words of its first question (known ones are looked
         for in the item; a word the documents never use, "night" in "is there a night bus?", cannot be named by
         any item), and its glossary terms."""
+        found = self._asks.get((question, language))
+        if found is not None:  # a lead asks this several times per answer
+            return found
         asked = question.split("?")[0]  # the question, not the chatter after it ("…orari? lavoro in centro e…")
         terms = [w for w in self.scorer.content_terms(asked) if not _YEARS.fullmatch(w)]  # a year is the frame
-        entries = expand(asked).entries
-        glossary = {w for entry in entries for g in entry for w in words(g)}
+        entries = tuple(tuple(frozenset(words(g)) for g in entry) for entry in expand(asked).entries)
+        glossary = {w for entry in entries for g in entry for w in g}
         known = [w for w in terms if w in glossary or self.scorer.known(w, language)]
-        return known, entries, len(terms) - len(known)
+        found = (known, entries, len(terms) - len(known))
+        if len(self._asks) >= ASKED_CACHE:
+            self._asks.clear()
+        self._asks[(question, language)] = found
+        return found
 
     def _names(self, draft: _Draft, asked: _Asked, language: str) -> bool:
         """The item names at least two thirds of the asked words, in Italian or in its reviewed English (a
@@ -448,13 +460,11 @@ class Composer:
         """How many of the asked words a text names, in Italian or in its reviewed English, and how many
         things: the words of one glossary term ("strisce blu") are one thing."""
         terms, entries, _ = asked
-        english = self.english(text) or ""
-        tokens = set(analyze(text, "it")) | set(analyze(english, "en"))
-        item_words = set(words(f"{text} {english}"))
+        tokens, item_words = self._item(text)
         things: dict[str, int] = {}  # a named word -> its glossary entry (or its own position)
         for i, w in enumerate(terms):
-            entry = next((n for n, e in enumerate(entries) if any(w in words(g) for g in e)
-                          and any(set(words(g)) <= item_words for g in e)), None)
+            entry = next((n for n, e in enumerate(entries) if any(w in g for g in e)
+                          and any(g <= item_words for g in e)), None)
             if entry is not None:
                 things[w] = -1 - entry
             elif _stemmer("it").stemWord(w) in tokens or _stemmer("en").stemWord(w) in tokens:
@@ -474,6 +484,20 @@ class Composer:
         if draft.kind == "planned":
             return tail if named_tail > named_head else head
         return tail if named_head == 0 and named_tail > 0 else head
+
+    def _item(self, text: str) -> tuple[frozenset[str], frozenset[str]]:
+        """An item's stems (Italian and, from its reviewed English, English) and words: the leads test the same
+        few items against the question many times."""
+        key = (id(self.translations() if self.translations is not None else None), text)
+        found = self._items.get(key)
+        if found is None:
+            english = self.english(text) or ""
+            found = (frozenset(analyze(text, "it")) | frozenset(analyze(english, "en")),
+                     frozenset(words(f"{text} {english}")))
+            if len(self._items) >= ITEM_CACHE:
+                self._items.clear()  # the corpus's items are a few thousand; a changed corpus starts over
+            self._items[key] = found
+        return found
 
     def english(self, text: str) -> str | None:
         """The reviewed English of an Italian text (a line, a name, a joined bullet), or None."""
