@@ -82,7 +82,8 @@ class Bullet:
     kind: str = "info"  # planned | done | info
     years: list[int] = field(default_factory=list)
     realised: float | None = None
-    translated_from: str | None = None  # "it": `text` is the reviewed translation of `original`
+    translated_from: str | None = None  # "it" ("en"): `text` is the reviewed translation of the Italian (English)
+    # `original`
     original: str | None = None  # the source's own wording, for channels that show it
 
 
@@ -297,11 +298,13 @@ def english_of(text: str, translations: Translations, labels: dict[str, str] | N
 class Composer:
     def __init__(self, scorer: EvidenceScorer, facts: PlanFacts | None = None,
                  records: dict[str, dict] | None = None,
-                 translations: Callable[[], Translations] | None = None) -> None:
+                 translations: Callable[[], Translations] | None = None,
+                 italian: Callable[[], Translations] | None = None) -> None:
         self.scorer = scorer
         self.facts = facts or PlanFacts()
         self.records = records or {}
         self.translations = translations  # the current approved translations (a TranslationStore)
+        self.italian = italian  # the approved Italian of English-only pages (City4Age)
         self._labels = {prompts.text("it", k): prompts.text("en", k) for k in ("activity", "operational")}
         self._analysed: dict[str, frozenset[str]] = {}
         self._items: dict[tuple[int, str], tuple[frozenset[str], frozenset[str]]] = {}
@@ -567,7 +570,12 @@ class Composer:
             elif not isinstance(draft.fact, list):
                 body = f"“{body}” ({prompts.text('en', 'original_wording')})"
         elif language == "it" and line_language == "en":  # the City4Age page exists in English only
-            body = f"“{body}” ({prompts.text('it', 'original_wording_english')})"
+            italian = self.italian().translate(body) if self.italian is not None else None
+            if italian is not None and italian != body:
+                original = body
+                body = f"{italian} ({prompts.text('it', 'translated_from_english')})"
+            else:
+                body = f"“{body}” ({prompts.text('it', 'original_wording_english')})"
         return (f"{head}: {body}" if head else body), original
 
     def _english_list(self, intro: str, items: list[str]) -> str | None:
@@ -658,7 +666,7 @@ class Composer:
             translated = isinstance(d.fact, (AreaResult, list)) or original
             line_language = language if translated else rec.get("language", "it")
             bullets.append(Bullet(text, number[rec["id"]], line_language, d.kind, list(d.years), d.realised,
-                                  "it" if original else None, original))
+                                  rec.get("language", "it") if original else None, original))
         if not lead:
             lead = prompts.text(language, "lead" if len(sources) > 1 else "lead_single")
             if language == "en" and all(s.metadata.get("language") == "en" for s in sources):

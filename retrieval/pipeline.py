@@ -61,6 +61,8 @@ class Pipeline:
         # Reviewed English of the Italian lines (English answers); reloads when an operator approves one.
         data_dir = self.config.data_dir or self.config.index_dir
         self.translations = TranslationStore.under(self.config.corpus_dir, data_dir)
+        # ...and the reviewed Italian of the English-only page (Italian answers).
+        self.italian = TranslationStore.under(self.config.corpus_dir, data_dir, "it")
         self._lock = threading.Lock()
         self._load(self.store.load())
         self._checked = time.monotonic()
@@ -81,7 +83,7 @@ class Pipeline:
         facts = build_facts(index.records)  # tens of milliseconds: rebuilt with each generation, no file
         with self._lock:
             self.index, self.scorer, self.retriever, self.facts = index, scorer, retriever, facts
-            self.composer = Composer(scorer, facts, index.records, self.translations)
+            self.composer = Composer(scorer, facts, index.records, self.translations, self.italian)
 
     def reload(self) -> None:
         """Pick up a generation another process (or an upload) switched to."""

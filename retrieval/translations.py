@@ -1,4 +1,6 @@
-"""Reviewed English text for the Italian corpus, kept as data beside it (corpus/translations/en/).
+"""Reviewed English text for the Italian corpus, kept as data beside it (corpus/translations/en/), and
+the reviewed Italian of its English-only page (corpus/translations/it/, the same format read the other way:
+``source = "en"``).
 
 A passage line is translated by the hash of its normalised Italian text, so re-chunking or moving a
 line does not lose its translation and a changed original no longer finds the old one (it is stale).
@@ -111,11 +113,12 @@ class Frame:
 
 @dataclass(frozen=True)
 class Needed:
-    """One Italian text that must have a translation, with the first passage it appears in."""
+    """One source text (Italian; English for the Italian version of an English page) that must have a
+    translation, with the first passage it appears in."""
 
     passage: str
     document: str
-    it: str
+    it: str  # the source text
 
     @property
     def source_hash(self) -> str:
@@ -160,40 +163,45 @@ def split_sentences(line: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
-def _entries_of(name: str, data: dict) -> list[Entry]:
+def _entries_of(name: str, data: dict, source: str = "it") -> list[Entry]:
+    """A file's lines; `source` is the language translated from ("en" for the Italian version of an English
+    page, corpus/translations/it/), whose text the hash is of."""
     entries = []
     for row in data.get("line", []):
         entry = Entry(passage=row["passage"], source_hash=row["source_hash"], it=row["it"], en=row.get("en", ""),
                       status=row.get("status", "pending"), file=name, note=row.get("note", ""))
         if entry.status not in STATUSES:
             raise ValueError(f"{name}: status {entry.status!r} of {entry.it!r} is not one of {STATUSES}")
-        if source_hash(entry.it) != entry.source_hash:
-            raise ValueError(f"{name}: source_hash does not match the Italian text {entry.it!r}")
+        if source_hash(getattr(entry, source)) != entry.source_hash:
+            raise ValueError(f"{name}: source_hash does not match the source text {getattr(entry, source)!r}")
         entries.append(entry)
     return entries
 
 
 class Translations:
-    def __init__(self, entries: Iterable[Entry] = (), frames: Iterable[Frame] = (), keep: Iterable[str] = ()):
+    def __init__(self, entries: Iterable[Entry] = (), frames: Iterable[Frame] = (), keep: Iterable[str] = (),
+                 source: str = "it"):
+        self.source = source  # the language translated from: "it" (the corpus), or "en" (an English-only page)
+        self.target = "en" if source == "it" else "it"
         self.entries: dict[str, Entry] = {}
         for entry in entries:
             if entry.source_hash in self.entries:
-                raise ValueError(f"{entry.file}: duplicate translation of {entry.it!r}")
+                raise ValueError(f"{entry.file}: duplicate translation of {getattr(entry, source)!r}")
             self.entries[entry.source_hash] = entry
         self.frames = list(frames)
         self.keep = list(keep)
         # The same text without its final full stop or semicolon, as plan facts quote names.
-        self._loose = {source_hash(_bare(e.it)): e for e in self.entries.values()}
+        self._loose = {source_hash(_bare(getattr(e, source))): e for e in self.entries.values()}
 
     @classmethod
-    def load(cls, directory: Path) -> Translations:
+    def load(cls, directory: Path, source: str = "it") -> Translations:
         """Every <document>.toml of the folder plus _common.toml (frames, names kept as they are)."""
         directory = Path(directory)
         frames: list[Frame] = []
         keep: list[str] = []
         entries: list[Entry] = []
         if not directory.is_dir():
-            return cls()
+            return cls(source=source)
         for path in sorted(directory.glob("*.toml")):
             with path.open("rb") as fh:
                 data = tomllib.load(fh)
@@ -201,32 +209,33 @@ class Translations:
                 frames = [Frame.of(f["it"], f["en"]) for f in data.get("frame", [])]
                 keep = list(data.get("keep", []))
                 continue
-            entries.extend(_entries_of(path.name, data))
-        return cls(entries, frames, keep)
+            entries.extend(_entries_of(path.name, data, source))
+        return cls(entries, frames, keep, source)
 
     @classmethod
-    def load_layers(cls, *directories: Path) -> Translations:
+    def load_layers(cls, *directories: Path, source: str = "it") -> Translations:
         """Several folders, later ones winning line by line (shipped, then the data directory's)."""
-        layers = [cls.load(d) for d in directories]
+        layers = [cls.load(d, source) for d in directories]
         entries: dict[str, Entry] = {}
         keep: dict[str, None] = {}
         for layer in layers:
             entries.update(layer.entries)
             keep.update(dict.fromkeys(layer.keep))
-        return cls(entries.values(), [f for layer in layers for f in layer.frames], keep)
+        return cls(entries.values(), [f for layer in layers for f in layer.frames], keep, source)
 
     # -- lookup -------------------------------------------------------------------------------
     def translate(self, text: str) -> str | None:
-        """Approved English for an Italian line (whole, framed, or sentence by sentence); None if any part lacks one."""
+        """Approved English for an Italian line (whole, framed, or sentence by sentence); None if any part lacks one.
+        (Italian for an English line, in the other direction.)"""
         text = normalise(text)
         if not has_words(text):
             return text
         entry = self.entries.get(source_hash(text))
-        if entry is not None and entry.status == "approved" and entry.en.strip():
-            return entry.en
+        if entry is not None and entry.status == "approved" and getattr(entry, self.target).strip():
+            return str(getattr(entry, self.target))
         loose = self._loose.get(source_hash(_bare(text)))
-        if loose is not None and loose.status == "approved" and loose.en.strip():
-            return _bare(loose.en) + text[len(_bare(text)):]
+        if loose is not None and loose.status == "approved" and getattr(loose, self.target).strip():
+            return _bare(getattr(loose, self.target)) + text[len(_bare(text)):]
         if _SECTION_SEP in text:  # a section path: "Area … › Obiettivo …"
             parts = [self.translate(p) for p in text.split(_SECTION_SEP)]
             return _SECTION_SEP.join(p for p in parts if p is not None) if None not in parts else None
@@ -299,11 +308,12 @@ class Translations:
         return [text]
 
     def needed(self, records: Iterable[Any]) -> list[Needed]:
-        """Every distinct Italian text of the non-English passages, in corpus order."""
+        """Every distinct source text (Italian; or English, translating English pages) of the passages in the
+        source language, in corpus order."""
         seen: set[str] = set()
         out: list[Needed] = []
         for record in records:
-            if _field(record, "language") == "en":
+            if (_field(record, "language") == "en") != (self.source == "en"):
                 continue
             for line in record_lines(record):
                 for piece in self.pieces(line):
@@ -329,11 +339,12 @@ class Translations:
                 hashes.update(source_hash(p) for p in self.pieces(line))
             wording[_field(record, "id")] = normalise(" ".join(record_lines(record)))
         missing = [n for n in needed if self.entries.get(n.source_hash) is None
-                   or self.entries[n.source_hash].status != "approved" or not self.entries[n.source_hash].en.strip()]
+                   or self.entries[n.source_hash].status != "approved"
+                   or not getattr(self.entries[n.source_hash], self.target).strip()]
         # Current: one of the passage's texts, or words it still contains (a name a plan fact quotes).
         stale = [e for e in self.entries.values()
                  if e.passage in by_passage and e.source_hash not in by_passage[e.passage]
-                 and normalise(e.it) not in wording[e.passage]]
+                 and normalise(getattr(e, self.source)) not in wording[e.passage]]
         orphaned = [e for e in self.entries.values() if e.passage not in by_passage]
         pending = [e for e in self.entries.values() if e.status == "pending"]
         return Coverage(needed, missing, stale, orphaned, pending)
@@ -547,23 +558,25 @@ class TranslationStore:
     the command line can write the same folder.
     """
 
-    def __init__(self, shipped: Path, writable: Path, check_seconds: float = 1.0) -> None:
+    def __init__(self, shipped: Path, writable: Path, check_seconds: float = 1.0, source: str = "it") -> None:
         self.shipped = Path(shipped)
         self.writable = Path(writable)
         self.check_seconds = check_seconds
+        self.source = source
         self._lock = threading.Lock()
         self._checked = time.monotonic()
         self._signature: tuple = ()
-        self._current = Translations()
-        self._own = Translations()
+        self._current = Translations(source=source)
+        self._own = Translations(source=source)
         self.reload()
 
     @classmethod
     def under(cls, corpus_dir: Path, data_dir: Path, language: str = "en", check_seconds: float = 1.0
               ) -> TranslationStore:
-        """<corpus>/translations/<lang> (shipped) under <data_dir>/translations/<lang> (drafts, approvals)."""
+        """<corpus>/translations/<lang> (shipped) under <data_dir>/translations/<lang> (drafts, approvals): English
+        of the Italian corpus, or ("it") Italian of its English-only pages."""
         return cls(Path(corpus_dir) / "translations" / language, Path(data_dir) / "translations" / language,
-                   check_seconds)
+                   check_seconds, "it" if language == "en" else "en")
 
     def _files(self) -> tuple:
         out = []
@@ -580,8 +593,8 @@ class TranslationStore:
     def reload(self) -> Translations:
         with self._lock:
             signature = self._files()
-            own = Translations.load(self.writable)
-            current = Translations.load_layers(self.shipped, self.writable)
+            own = Translations.load(self.writable, self.source)
+            current = Translations.load_layers(self.shipped, self.writable, source=self.source)
             self._own, self._current, self._signature = own, current, signature
             self._checked = time.monotonic()
             return current
@@ -614,7 +627,7 @@ class TranslationStore:
             entries: dict[str, Entry] = {}
             if path.exists():
                 with path.open("rb") as fh:
-                    entries = {e.source_hash: e for e in _entries_of(name, tomllib.load(fh))}
+                    entries = {e.source_hash: e for e in _entries_of(name, tomllib.load(fh), self.source)}
             change(entries)
             if entries:
                 header = (f"Drafted and reviewed English text of {name[:-5]} (sibyl translate, operator console),\n"
@@ -630,8 +643,8 @@ class TranslationStore:
         """Add or replace lines (by source hash) in the writable folder, each in its entry's file."""
         by_file: dict[str, list[Entry]] = {}
         for entry in entries:
-            if source_hash(entry.it) != entry.source_hash or entry.status not in STATUSES:
-                raise ValueError(f"bad translation entry for {entry.it!r}")
+            if source_hash(getattr(entry, self.source)) != entry.source_hash or entry.status not in STATUSES:
+                raise ValueError(f"bad translation entry for {getattr(entry, self.source)!r}")
             by_file.setdefault(entry.file, []).append(entry)
         for name, items in by_file.items():
             self._rewrite(name, lambda d, items=items: d.update({e.source_hash: e for e in items}))

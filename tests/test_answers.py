@@ -272,5 +272,7 @@ def test_an_overview_never_names_an_item_off_the_question(pipeline):
     # The City4Age page answers; a tourism result among the passages is no overview of it.
     answer = pipeline.ask("cos'è City4Age?")
     assert answer.answered and "turistic" not in answer.lead, answer.lead
-    # Its English lines are marked as such in an Italian answer (no Italian version of the page exists).
-    assert any("(testo originale in inglese)" in b.text for b in answer.bullets), answer.bullets
+    # The page exists in English only: an Italian answer quotes its reviewed Italian, marked, with the original.
+    translated = [b for b in answer.bullets if b.translated_from == "en"]
+    assert translated and all(b.text.endswith("(tradotto dall'inglese)") and b.language == "it" for b in translated)
+    assert all(b.original and b.original in answer.sources[b.source - 1].text for b in translated)
