@@ -60,6 +60,10 @@ def metadata() -> MetaData:
     return Base.metadata
 
 
+SQLITE_OPEN_WAIT_MS = 30_000
+SQLITE_BUSY_MS = 5_000
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for in-memory or another backend)."""
     parsed = make_url(url)
@@ -70,10 +74,13 @@ def sqlite_path(url: str) -> Path | None:
 
 def _sqlite_pragmas(conn, _record) -> None:
     cur = conn.cursor()
+    # Switching to WAL needs the file to itself for a moment: a replica starting beside another that is
+    # migrating the shared file waits for it (up to 30 s) instead of exiting on "database is locked".
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_OPEN_WAIT_MS}")
     cur.execute("PRAGMA journal_mode=WAL")  # concurrent readers while one process writes
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit; safe against app crashes
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")  # a request waits for another writer this long
     cur.close()
 
 
@@ -113,16 +120,20 @@ def current(engine: Engine) -> str | None:
 
 
 @contextmanager
-def _migration_lock(engine: Engine, conn: Connection) -> Iterator[None]:
-    """Two workers starting together must not both create tables: a lock file beside a SQLite database,
-    a transaction-scoped advisory lock on PostgreSQL (released at commit)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        yield
-        return
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """Two workers starting together must not both create tables: a lock file beside a SQLite database, taken
+    before the migrating connection opens (opening one switches the file to WAL, which waits for the other)."""
     path = sqlite_path(engine.url.render_as_string(hide_password=False))
     with FileLock(str(path) + ".migrate.lock") if path is not None else nullcontext():
         yield
+
+
+@contextmanager
+def _migration_lock(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, a transaction-scoped advisory lock (released at commit) does what the file lock does."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+    yield
 
 
 def upgrade(engine: Engine) -> str:
@@ -132,7 +143,7 @@ def upgrade(engine: Engine) -> str:
     revision when it has all of them; with only some, the initial revision creates the missing ones."""
     if engine in _migrated:
         return head()
-    with engine.begin() as conn, _migration_lock(engine, conn):
+    with _file_lock(engine), engine.begin() as conn, _migration_lock(conn):
         config = alembic_config(conn)
         names = set(inspect(conn).get_table_names())
         if "alembic_version" not in names and names >= INITIAL_TABLES:
