@@ -36,12 +36,11 @@ from retrieval.facts import (
 from retrieval.glossary import expand
 from retrieval.lexical import ALL_STOPWORDS, _stemmer, analyze, words
 from retrieval.question import (
-    FRAGMENT_WORDS,
     Analysis,
     analyse,
+    asks,
     asks_achievement,
-    asks_future,
-    asks_head_count,
+    is_fragment,
     rank_direction,
 )
 from retrieval.retriever import Hit
@@ -451,7 +450,7 @@ class Composer:
     def _names(self, draft: _Draft, asked: _Asked, language: str) -> bool:
         """The item names at least two thirds of the asked words, in Italian or in its reviewed English (a
         glossary term counts for the words of the entry: "ZTL" for "zona a traffico limitato")."""
-        terms, entries, unknown = asked
+        terms, _, unknown = asked
         if not terms:
             return not unknown
         named, things = self._named(draft.text, asked)
@@ -722,7 +721,7 @@ class Composer:
             # "how many people took part?": a head count the passages give (with a "when", the date lead says both)
             count = next((m.text for d in drafts[:3] for m in self.facts.of(d.hit.record["id"])
                           if isinstance(m, Mention) and m.kind == "count" and "comuni" not in m.text), None)
-            if count is not None and not analysis.has("when") and asks_head_count(analysis.words(question)):
+            if count is not None and not analysis.has("when") and asks("head_count", analysis.words(question)):
                 notes.append("quantity: the head count of the cited passage")
                 return t(language, "lead_quantity_count", count=_count_in(count, language)), []
             fact = next((d.fact for d in drafts[:2] if isinstance(d.fact, AreaResult)), None)
@@ -771,7 +770,7 @@ class Composer:
                          count=t(language, "lead_count", count=_count_in(count, language)) if count else ""), []
             # "When will the PUMS be adopted?": no passage gives a date, and a 2023 result or a 2025-2027 plan is
             # not one; say so first. ("When was … done?" is answered by the 2023 result: its lead follows.)
-            if asks_future(analysis.words(question)) or not any(d.kind == "done" for d in drafts):
+            if asks("future", analysis.words(question)) or not any(d.kind == "done" for d in drafts):
                 notes.append("when: no date in the cited passages")
                 rest, extra = self._lead(question, language, analysis.without("when", "status", "yesno"), drafts,
                                          notes)
@@ -833,9 +832,8 @@ class Composer:
         # An unmeasured area asked about ("e il commercio?" after a question on the 2023 results): say why there
         # is no figure, not a count; a yes/no or a plan question ("any help for small shops?") gets the overview.
         # A fragment of a few words is a follow-up, whatever its opening looks like.
-        fragment = len(question.split()) <= FRAGMENT_WORDS
         if results and all(r.realised is None for r in results) and not analysis.has("planned") \
-                and (fragment or not analysis.has("yesno")):
+                and (is_fragment(question) or not analysis.has("yesno")):
             unmeasured = next((a for a in self.facts.areas
                                if a.number == results[0].area and a.realised is None), None)
             if unmeasured is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import prompts
 from retrieval.evidence import GENERIC
 from retrieval.lexical import ALL_STOPWORDS, words
-from retrieval.question import FRAGMENT_WORDS
+from retrieval.question import is_fragment
 from retrieval.retriever import Filters
 
 MAX_TOPIC_WORDS = 8
@@ -39,7 +39,7 @@ def topic_words(text: str) -> list[str]:
 def is_followup(message: str) -> bool:
     if any(p.search(message) for p in prompts.intents()["followup"]):
         return True
-    return len(message.split()) <= FRAGMENT_WORDS
+    return is_fragment(message)
 
 
 def resolve(message: str, previous_queries: list[str]) -> Resolved:

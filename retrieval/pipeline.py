@@ -17,7 +17,7 @@ from retrieval.facts import build_facts
 from retrieval.glossary import expand
 from retrieval.index import IndexStore, LoadedIndex
 from retrieval.language import detect_language, warm_language_detector
-from retrieval.question import FRAGMENT_WORDS, analyse, proper_names, required_focus
+from retrieval.question import analyse, is_fragment, proper_names, required_focus
 from retrieval.retriever import Filters, Hit, HybridRetriever
 from retrieval.text import strip_control
 from retrieval.translations import TranslationStore
@@ -175,7 +175,7 @@ class Pipeline:
         query = retrieval_query or question
         expansion = expand(query)
         analysis = analyse(question)
-        if previous_question and len(question.split()) <= FRAGMENT_WORDS:
+        if previous_question and is_fragment(question):
             analysis = analysis.following(previous_question)
         # "who is the mayor?": the passage naming a person with the role may rank below the general pages.
         depth = self.config.top_k + (WHO_DEPTH if analysis.has("who") else 0)

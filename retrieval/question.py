@@ -21,7 +21,7 @@ KINDS = ("rank", "quantity", "who", "when", "where", "status", "planned", "yesno
 PRIORITY = ("rank", "quantity", "who", "when", "where", "status", "planned", "yesno", "overview")
 _YEAR = re.compile(r"\b(20[12]\d)\b")
 _ARTICLES = {"la", "le", "lo", "il", "i", "l'"}
-FRAGMENT_WORDS = 4  # a message this short after an answer is its follow-up (retrieval/followup.py)
+FRAGMENT_WORDS = 4  # a message this short after an answer is its follow-up (is_fragment)
 
 
 @dataclass(frozen=True)
@@ -141,20 +141,20 @@ def rank_direction(question: str) -> str:
     return "high"
 
 
+def asks(frame: str, question: str) -> bool:
+    """Whether a question uses one of the framing word lists of question.toml: "achievement" (how far the plan
+    got, which an area's 2023 average answers; not "how much is the tax"), "future" ("when will…", which no
+    2023 result dates), "head_count" ("how many people took part?", not a euro amount)."""
+    return bool(_word_patterns()[frame].search(fold(question)))
+
+
 def asks_achievement(question: str) -> bool:
-    """A quantity question about how far the plan got ("what percentage…", "livello di realizzazione"),
-    which an area's 2023 average answers; "how much is the tax" or "how many km" it does not."""
-    return bool(_word_patterns()["achievement"].search(fold(question)))
+    return asks("achievement", question)
 
 
-def asks_future(question: str) -> bool:
-    """"When will…", "quando verrà…": a date still to come, which no 2023 result gives."""
-    return bool(_word_patterns()["future"].search(fold(question)))
-
-
-def asks_head_count(question: str) -> bool:
-    """"How many people took part?", "quante persone…": a head count answers it (not a euro amount)."""
-    return bool(_word_patterns()["head_count"].search(fold(question)))
+def is_fragment(message: str) -> bool:
+    """A message of a few words: after an answer, its follow-up ("e il commercio?")."""
+    return len(message.split()) <= FRAGMENT_WORDS
 
 
 _PROPER = re.compile(r"(?<=[\w,;:] )([A-ZÀ-Ý][a-zà-ÿ]{3,})\b")
